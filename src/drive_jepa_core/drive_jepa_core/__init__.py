@@ -1,0 +1,3 @@
+"""Drive-JEPA planner core: plain Python (numpy/torch), never imports rclpy."""
+
+__version__ = "0.1.0"
