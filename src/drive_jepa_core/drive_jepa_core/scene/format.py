@@ -9,7 +9,8 @@ On disk a scene is a single ``<token>.npz`` (numpy, loaded with ``allow_pickle=F
   ``command``, ``route_roadblock_ids``, ``camera`` calibration, ``extra``.
 * fixed-shape arrays named exactly as the :class:`Scene` fields below;
 * ragged polylines as ``<name>_points (P, 2)`` + ``<name>_splits (n + 1,)`` offsets;
-* camera frames as PNG bytes ``camera_png_<i>`` (lossless: the model sees what the renderer drew).
+* camera frames as PNG bytes ``camera_png_<i>`` (lossless: the model sees what the renderer drew); a scene may be
+  saved without frames (``has_frames`` false in the metadata), then it loads with ``camera_frames=None``.
 
 Frames and units (NAVSIM/nuPlan): world coordinates in metres, heading in radians CCW, time in seconds relative to
 ``t0`` (``timestamps[t0_index] == 0``). Ego reference point = rear-axle centre. Timeline at 10 Hz.
@@ -297,6 +298,7 @@ def save_scene(scene: Scene, path: str | Path) -> Path:
     meta["format_version"] = SCENE_FORMAT_VERSION
     meta["camera"] = scene.camera.to_json() if scene.camera is not None else None
     meta["extra"] = scene.extra
+    meta["has_frames"] = scene.camera_frames is not None
     arrays: dict[str, np.ndarray] = {
         "meta_json": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8),
     }
@@ -362,7 +364,7 @@ def _scene_from_npz(data: Any, load_frames: bool) -> Scene:
                 raise SceneFormatError(f"missing field '{name}{suffix}'")
         kwargs[name] = _unpack_ragged(name, data[f"{name}_points"], data[f"{name}_splits"])
     frames = None
-    if load_frames:
+    if load_frames and meta.get("has_frames", True):
         n_frames = int(kwargs["camera_timestamps"].shape[0])
         decoded = []
         for i in range(n_frames):
