@@ -18,9 +18,8 @@ from drive_jepa_core.models.camera_projection import (
     adjust_projection_for_resize,
     model_ego2image,
     project_points,
-    resize_pixel_transform,
 )
-from drive_jepa_core.preprocess import ImageGeometry
+from drive_jepa_core.preprocess import ImageGeometry, resize_pixel_transform
 from drive_jepa_core.scene.format import CameraCalibration
 
 WIDTH, HEIGHT = 200, 100

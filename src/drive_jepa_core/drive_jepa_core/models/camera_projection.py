@@ -20,31 +20,10 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from drive_jepa_core.preprocess import resize_pixel_transform
 from drive_jepa_core.scene.format import CameraCalibration
 
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
-
-
-def resize_pixel_transform(src_wh: tuple[int, int], dst_wh: tuple[int, int],
-                           crop_box: tuple[int, int, int, int] | None = None) -> np.ndarray:
-    """``(3, 3)`` affine from source pixels to pixels after cropping ``crop_box`` and resizing to ``dst_wh``.
-
-    Args:
-        src_wh: source image ``(width, height)``.
-        dst_wh: resized image ``(width, height)``.
-        crop_box: ``(x0, y0, x1, y1)`` in source pixels, x1/y1 exclusive; ``None`` = the whole image.
-    Returns:
-        ``A`` with ``[u', v', 1] = A [u, v, 1]``; ``cv2.resize`` maps pixel centres as ``u' + 0.5 = s (u − x0 + 0.5)``.
-    """
-    src_w, src_h = (int(v) for v in src_wh)
-    dst_w, dst_h = (int(v) for v in dst_wh)
-    if min(src_w, src_h, dst_w, dst_h) <= 0:
-        raise ValueError(f"image sizes must be positive, got src {src_wh} dst {dst_wh}")
-    x0, y0, x1, y1 = (0, 0, src_w, src_h) if crop_box is None else (int(v) for v in crop_box)
-    if not (0 <= x0 < x1 <= src_w and 0 <= y0 < y1 <= src_h):
-        raise ValueError(f"crop_box {crop_box} is not a non-empty box inside the {src_w}x{src_h} source image")
-    sx, sy = dst_w / (x1 - x0), dst_h / (y1 - y0)
-    return np.array([[sx, 0.0, sx * (0.5 - x0) - 0.5], [0.0, sy, sy * (0.5 - y0) - 0.5], [0.0, 0.0, 1.0]])
 
 
 def adjust_projection_for_resize(P: ArrayT, src_wh: tuple[int, int], dst_wh: tuple[int, int],
