@@ -11,10 +11,13 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-# (module, one-line summary shown in `drive-jepa --help`)
+# Modules contributing subcommands, in the order `drive-jepa --help` lists them.
 _COMMAND_MODULES: tuple[str, ...] = (
     "drive_jepa_core.world.cli",
     "drive_jepa_core.metrics.cli",
+    "drive_jepa_core.pretrain.cli",
+    "drive_jepa_core.train.cli",
+    "drive_jepa_core.runtime.cli",
 )
 
 
