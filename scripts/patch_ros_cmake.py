@@ -16,12 +16,24 @@ import numpy
 
 
 def main(venv: str) -> int:
+    # The paths must be this interpreter's, so it has to be the venv's own python.
+    if Path(sys.prefix).resolve() != Path(venv).resolve():
+        print(f"patch_ros_cmake: run me with {venv}/bin/python (running in {sys.prefix})", file=sys.stderr)
+        return 2
     py_include = sysconfig.get_paths()["include"]
     np_include = numpy.get_include()
+    if not Path(py_include, "Python.h").is_file():
+        print(
+            f"patch_ros_cmake: {py_include}/Python.h is missing: install the Python development headers",
+            file=sys.stderr,
+        )
+        return 1
     patterns = [
         (re.compile(r"/opt/python/cp\d+-cp\d+t?/include/python3\.\d+t?"), py_include),
-        (re.compile(r"/opt/python/cp\d+-cp\d+t?/lib/python3\.\d+t?/site-packages/numpy/(?:_)?core/include"),
-         np_include),
+        (
+            re.compile(r"/opt/python/cp\d+-cp\d+t?/lib/python3\.\d+t?/site-packages/numpy/(?:_)?core/include"),
+            np_include,
+        ),
         (re.compile(r"/[^\s\";]*?/site-packages/numpy/(?:_)?core/include"), np_include),
     ]
     changed = 0
