@@ -19,6 +19,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "drive_jepa_core.train.cli",
     "drive_jepa_core.runtime.cli",
     "drive_jepa_core.replay.cli",
+    "drive_jepa_core.closedloop.cli",
 )
 
 
