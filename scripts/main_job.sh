@@ -1,4 +1,9 @@
 #!/usr/bin/env bash
-# The project's main job (placeholder until it is defined; scripts/setup.sh runs it after setting up).
+# The project's main job on the embedded default (the built-in world): scenes + NAVSIM scores, a synthetic rosbag,
+# and its replay through the planner vs the constant-velocity baseline. scripts/setup.sh runs it after set-up.
+#   bash scripts/main_job.sh [--out runs/demo] [--scenes 40] ...   (arguments go to `drive-jepa demo`)
 set -euo pipefail
-echo "main job: not yet defined"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
+exec drive-jepa demo "$@"

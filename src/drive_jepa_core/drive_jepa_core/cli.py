@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 # Modules contributing subcommands, in the order `drive-jepa --help` lists them.
 _COMMAND_MODULES: tuple[str, ...] = (
+    "drive_jepa_core.demo",
     "drive_jepa_core.world.cli",
     "drive_jepa_core.metrics.cli",
     "drive_jepa_core.pretrain.cli",
