@@ -4,8 +4,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from _runtime_models import save_tiny_planner
+
 from drive_jepa_core.cli import main
 from drive_jepa_core.demo import run_demo
 
