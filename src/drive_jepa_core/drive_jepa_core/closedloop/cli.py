@@ -101,10 +101,10 @@ def evaluate(out: Path, agents: list[str], seeds: list[int], config: Any, model:
         episode_bev,
         episode_gif,
         episode_record,
-        json_clean,
         worst_step_bev,
         write_summary,
     )
+    from drive_jepa_core.jsonutil import json_clean
     from drive_jepa_core.world.render import default_front_camera
 
     out = Path(out)

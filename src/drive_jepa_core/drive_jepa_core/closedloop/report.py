@@ -18,6 +18,7 @@ from drive_jepa_core.closedloop.episode import CAMERA_GAP_STEPS, EpisodeResult
 from drive_jepa_core.closedloop.metrics import EPDMS_COLUMNS, episode_scene
 from drive_jepa_core.constants import COMMAND_NAMES, SIM_DT
 from drive_jepa_core.geometry import box_corners, ego_corners
+from drive_jepa_core.jsonutil import json_clean
 from drive_jepa_core.scene.format import MapLayer
 
 GIF_STRIDE = CAMERA_GAP_STEPS  # GIF frames every 0.5 s, played at 2 fps (real time)
@@ -42,23 +43,6 @@ TABLE_COLUMNS = (
 # --------------------------------------------------------------------------------------------------------------------
 # Aggregation
 # --------------------------------------------------------------------------------------------------------------------
-def json_clean(value: Any) -> Any:
-    """JSON-safe copy: numpy → Python, NaN/inf → None."""
-    if isinstance(value, dict):
-        return {str(k): json_clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_clean(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return json_clean(value.tolist())
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(float(value)) else None
-    return value
-
-
 def episode_record(result: EpisodeResult) -> dict[str, Any]:
     """The JSON record of an episode: its metrics and its per-step EPDMS rows."""
     return json_clean({**result.metrics, "step_scores": result.step_scores})

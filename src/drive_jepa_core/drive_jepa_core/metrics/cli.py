@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from drive_jepa_core.jsonutil import json_clean
 from drive_jepa_core.metrics.aggregate import SUBSCORE_NAMES, split_means
 from drive_jepa_core.metrics.comfort import EC_MAX_INTERVAL
 
@@ -108,7 +109,7 @@ def score_scenes(paths: Sequence[Path], agent: str = "expert", versions: Sequenc
                         kwargs = {"previous_states": prev[1], "dt": now - prev[0]}
                     kwargs["human_filter"] = human_filter and cache.human_future is not None
                 result = score_trajectories(cache, trajectory[None], version, **kwargs)
-                row[version] = {k: _json_float(v) for k, v in result.row(0).items()}
+                row[version] = json_clean(result.row(0))
                 if version == "v2":
                     previous[scene.log_name] = (_log_time(scene), result.states[0])
         except (ValueError, IndexError) as exc:  # a failed scene counts as NaN, as NAVSIM's failed agents
@@ -127,5 +128,3 @@ def _log_time(scene: Any) -> float:
     return float(value) if isinstance(value, (int, float)) else math.nan
 
 
-def _json_float(value: float) -> float | None:
-    return None if not math.isfinite(value) else float(value)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import math
 import time
 from collections import Counter
 from dataclasses import asdict
@@ -34,6 +33,7 @@ import numpy as np
 
 from drive_jepa_core.constants import COMMAND_NAMES, COMMAND_STRAIGHT, NUM_TRAJ_POSES, TRAJ_DT
 from drive_jepa_core.geometry import global_to_local, local_to_global, wrap_angle
+from drive_jepa_core.jsonutil import json_clean
 from drive_jepa_core.metrics.comfort import EC_MAX_INTERVAL, extended_comfort
 from drive_jepa_core.metrics.diversity import diversity
 from drive_jepa_core.replay.bag_io import (
@@ -174,25 +174,6 @@ def _mean(values: list[float]) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def _json_clean(value: Any) -> Any:
-    """JSON-safe copy: numpy → Python, NaN/inf → None."""
-    if isinstance(value, dict):
-        return {str(k): _json_clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_clean(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _json_clean(value.tolist())
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, (np.integer, int)):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        return float(value) if math.isfinite(float(value)) else None
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 # --------------------------------------------------------------------------------------------------------------------
 # Replay
 # --------------------------------------------------------------------------------------------------------------------
@@ -291,7 +272,7 @@ def replay_bag(bag: str | Path, out: str | Path, model: str | Path | None = None
         from drive_jepa_core.replay.report import write_report
 
         metrics["outputs"]["report"] = str(write_report(out, metrics, state))
-    (out / "metrics.json").write_text(json.dumps(_json_clean(metrics), indent=2) + "\n")
+    (out / "metrics.json").write_text(json.dumps(json_clean(metrics), indent=2) + "\n")
     return metrics
 
 
@@ -472,7 +453,7 @@ def _write_frames(out: Path, state: ReplayState) -> dict[str, str]:
                 ego_state=np.asarray(p.ego_state, np.float64), command=state.commands[rec["plan_index"]],
                 latency_ms=float(p.timings.total_ms))
         records.append(rec)
-    (out / "frames.json").write_text(json.dumps(_json_clean({"frames": records}), indent=1) + "\n")
+    (out / "frames.json").write_text(json.dumps(json_clean({"frames": records}), indent=1) + "\n")
     arrays: dict[str, np.ndarray] = {
         "image_stamps_ns": np.array([r["stamp_ns"] for r in state.records], dtype=np.int64),
         "image_status": np.array([r["status"] for r in state.records], dtype=str),

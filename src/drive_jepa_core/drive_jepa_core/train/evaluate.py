@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from drive_jepa_core.jsonutil import json_clean
 from drive_jepa_core.metrics.aggregate import SUBSCORE_NAMES, split_means
 from drive_jepa_core.metrics.diversity import CORRIDOR_HALF_WIDTH, diversity
 from drive_jepa_core.metrics.scorer import constant_velocity_trajectory, score_trajectories
@@ -143,10 +144,6 @@ def find_predecessors(scenes: Sequence[Scene]) -> list[tuple[int, float] | None]
 # ---------------------------------------------------------------------------------------------------------------------
 # Evaluation
 # ---------------------------------------------------------------------------------------------------------------------
-def _finite_or_none(x: float) -> float | None:
-    return float(x) if np.isfinite(x) else None
-
-
 def evaluate(scenes: str | Path | Sequence[str | Path], out: str | Path, model: str | Path | None = None,
              agent: str = "model", prefer_best: bool = False, batch_size: int = 8, device: str | None = None,
              limit: int | None = None, num_plots: int = 12, progress: bool = True) -> dict[str, Any]:
@@ -234,12 +231,7 @@ def evaluate(scenes: str | Path | Sequence[str | Path], out: str | Path, model: 
                                 f"the ego origin through the proposals (metrics/diversity.py)",
         "non_finite_plans": int(sum(not r["finite_plan"] for r in done)),
     }
-    summary = {k: (_finite_or_none(v) if isinstance(v, float) else v) for k, v in summary.items()}
-    for key in ("v1", "v2"):
-        summary[key] = {k: _finite_or_none(v) for k, v in summary[key].items()}
-    metrics = {"summary": summary,
-               "scenes": [{k: (_finite_or_none(v) if isinstance(v, float) else v) for k, v in r.items()}
-                          for r in done]}
+    metrics = json_clean({"summary": summary, "scenes": done})
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     plotted = _plots(out, scene_objs, plans, rows, num_plots)
     _report(out / "report.html", metrics, plotted)
