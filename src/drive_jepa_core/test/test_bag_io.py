@@ -214,10 +214,11 @@ def test_output_messages_round_trip(tmp_path):
     assert cands.selected_index == 1 and len(cands.candidates) == 3 and cands.generator_name == "drive_jepa"
     assert [c.index for c in cands.candidates] == [0, 1, 2]
     assert [c.learned_score for c in cands.candidates] == pytest.approx(scores.tolist())
-    assert all(math.isnan(c.comfort_score) for c in cands.candidates)  # first frame: no momentum
+    assert all(c.comfort_score == -1.0 for c in cands.candidates)  # first frame: no momentum ("not available")
     assert cands.candidates[0].time_step == pytest.approx(0.5) and len(cands.generator_id) == 16
     state = msgs[OUTPUT_TOPICS["selection_state"][0]][1]
     assert not state.momentum_valid and state.reset_reason == 1 and state.selected_index == 1
+    assert list(state.comfort_scores) == [-1.0] * 3 and state.interval == 0.0  # never NaN
     assert state.previous_index == -1 and state.momentum_weight == pytest.approx(1 / 8)
     markers = msgs[OUTPUT_TOPICS["markers"][0]][1].markers
     assert markers[0].action == 3 and len(markers) == 1 + 3 + 1

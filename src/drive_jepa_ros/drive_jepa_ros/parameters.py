@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from drive_jepa_core.constants import CAMERA_FRAME_GAP, DEFAULT_IMAGE_HEIGHT, DEFAULT_IMAGE_WIDTH
+from drive_jepa_core.constants import DEFAULT_IMAGE_HEIGHT, DEFAULT_IMAGE_WIDTH
+from drive_jepa_core.replay.pairing import PairingConfig
 from drive_jepa_core.runtime.backends import BACKENDS
 from drive_jepa_core.scene.format import CameraCalibration
 from drive_jepa_core.selection import MomentumConfig
@@ -44,6 +45,7 @@ _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 # image centre, f = (W/2) / tan(HFOV/2).
 _DEFAULT_FOCAL = (DEFAULT_IMAGE_WIDTH / 2.0) / math.tan(math.radians(FRONT_CAMERA_HFOV_DEG) / 2.0)
 _DEFAULT_MOMENTUM = MomentumConfig()
+_DEFAULT_PAIRING = PairingConfig()  # the input pairing's defaults live there once, with their reasons
 
 
 @dataclass(frozen=True)
@@ -140,21 +142,25 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("camera.pitch", math.radians(FRONT_CAMERA_PITCH_DEG), "camera body pitch about ego y, rad (positive = "
        "looking down)", low=-math.pi / 2, high=math.pi / 2),
     _p("camera.yaw", 0.0, "camera body yaw about ego z, rad (positive = looking left)", low=-math.pi, high=math.pi),
-    # --- input pairing and failsafe ---------------------------------------------------------------------------------
-    _p("frame_gap_tolerance", 0.05, f"seconds; the earlier frame must lie within this of t - {CAMERA_FRAME_GAP:g} s",
-       applies=LIVE, low=0.0, high=CAMERA_FRAME_GAP / 2),
-    _p("frame_buffer_size", 64, "decoded camera frames kept at most (they are also dropped once older than the "
-       "pairing window)", applies=LIVE, low=2, high=1000),
-    _p("odometry_max_age", 0.1, "seconds; the odometry sample nearest the image stamp must be this close to it",
-       applies=LIVE, low=0.0, high=5.0, low_open=True),
-    _p("odometry_buffer_size", 200, "odometry samples kept (2 s at 100 Hz)", applies=LIVE, low=2, high=10000),
-    _p("acceleration_window", 0.2, "seconds between the odometry samples whose velocity difference estimates the "
-       "ego acceleration; 0 = feed zero acceleration", applies=LIVE, low=0.0, high=2.0),
+    # --- input pairing (drive_jepa_core.replay.pairing, shared with the offline replay) and failsafe -----------------
+    _p("frame_gap_tolerance", _DEFAULT_PAIRING.frame_gap_tolerance,
+       f"seconds; the earlier frame must lie within this of t - {_DEFAULT_PAIRING.frame_gap:g} s",
+       applies=LIVE, low=0.0, high=_DEFAULT_PAIRING.frame_gap / 2),
+    _p("frame_buffer_size", _DEFAULT_PAIRING.frame_buffer_size, "decoded camera frames kept at most (they are also "
+       "dropped once older than the pairing window)", applies=LIVE, low=2, high=1000),
+    _p("odometry_max_age", _DEFAULT_PAIRING.odometry_max_age, "seconds; the odometry sample nearest the image stamp "
+       "must be this close to it", applies=LIVE, low=0.0, high=5.0, low_open=True),
+    _p("odometry_buffer_size", _DEFAULT_PAIRING.odometry_buffer_size, "odometry samples kept at most (they are also "
+       "dropped once older than the acceleration window needs)", applies=LIVE, low=2, high=10000),
+    _p("acceleration_window", _DEFAULT_PAIRING.acceleration_window, "seconds between the odometry samples whose "
+       "velocity difference estimates the ego acceleration; 0 = feed zero acceleration", applies=LIVE, low=0.0,
+       high=2.0),
     _p("input_timeout", 0.5, "seconds without a message after which an input counts as stale (diagnostics)",
        applies=LIVE, low=0.0, high=60.0, low_open=True),
-    _p("time_jump_threshold", 1.0, "seconds; a stamp this far behind the previous one is a time jump (bag loop: "
-       "buffers cleared, momentum reset); smaller steps back are out-of-order frames (dropped); a forward step this "
-       "large clears the buffers", applies=LIVE, low=0.0, high=3600.0, low_open=True),
+    _p("time_jump_threshold", _DEFAULT_PAIRING.time_jump_threshold, "seconds; a stamp this far behind the previous "
+       "one is a time jump (bag loop: buffers cleared, momentum reset); smaller steps back are out-of-order frames "
+       "(dropped); a forward step this large clears that stream's buffer", applies=LIVE, low=0.0, high=3600.0,
+       low_open=True),
     _p("default_command", 1, "driving command until one is received or when it is UNKNOWN: 0 left, 1 straight, "
        "2 right", applies=LIVE, low=0, high=2),
     # --- outputs --------------------------------------------------------------------------------------------------
@@ -285,11 +291,20 @@ class NodeSettings:
             raise ValueError("model_path is empty: set it to a trained planner (run directory or .safetensors)")
         if not settings.image_topic.strip():
             raise ValueError("image_topic is empty")
+        settings.pairing  # noqa: B018 -- PairingConfig checks the thresholds together (ValueError)
         return settings
 
     @property
     def momentum(self) -> MomentumConfig:
         return MomentumConfig(score_weight=self.momentum_score_weight, max_gap=self.momentum_max_gap)
+
+    @property
+    def pairing(self) -> PairingConfig:
+        """The input pairing thresholds (the same :class:`PairingConfig` the offline replay takes)."""
+        return PairingConfig(frame_gap_tolerance=self.frame_gap_tolerance, frame_buffer_size=self.frame_buffer_size,
+                             odometry_max_age=self.odometry_max_age, odometry_buffer_size=self.odometry_buffer_size,
+                             acceleration_window=self.acceleration_window,
+                             time_jump_threshold=self.time_jump_threshold)
 
     @property
     def subscribed_image_topic(self) -> str:

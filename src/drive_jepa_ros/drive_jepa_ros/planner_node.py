@@ -2,17 +2,24 @@
 
 A thin ROS adapter over :class:`drive_jepa_core.runtime.planner.Planner` (the one inference path):
 
-* executor thread (callbacks): decode each camera frame into a short stamp-ordered ring buffer, keep odometry
-  samples, the latest driving command and camera_info; check stamps (duplicates, out of order, time jumps); hand the
-  newest frame to the worker through a one-slot mailbox ("latest frame wins": a slow model never builds a queue);
-* worker thread: pair the frame with the stored frame closest to ``t - 0.5 s`` and the odometry sample nearest the
-  image stamp, call ``Planner.plan``, publish the selected path, the scored candidates, the selection state, markers
-  and the processing time.
+* executor thread (callbacks): decode each camera frame and add it and every odometry sample to the core's
+  :class:`~drive_jepa_core.replay.pairing.InputPairer` (the one input pairing, shared with ``drive-jepa replay``: it
+  checks stamps for duplicates, reordering and time jumps and keeps the bounded buffers); keep the latest driving
+  command and camera_info; hand the newest frame to the worker through a one-slot mailbox ("latest frame wins": a
+  slow model never builds a queue);
+* worker thread: ask the pairer for the frame closest to ``t - 0.5 s``, the odometry sample nearest the image stamp
+  and the acceleration estimate, call ``Planner.plan``, publish the selected path, the scored candidates, the
+  selection state, markers and the processing time.
+
+Fed the messages of a bag one image at a time, the node therefore plans exactly the frames, with exactly the inputs,
+that the offline replay does (test_node_vs_replay.py checks it).
 
 Failsafe: any unusable input (no camera_info, undecodable image, missing/stale/NaN odometry, no earlier frame,
-out-of-order or jumping stamps) or inference failure publishes no trajectory for that frame; ``/diagnostics`` says
-why at once and the node keeps running. Input faults also publish a SelectionState with ``INPUT_FAULT``. A time jump
-backwards (bag loop) clears the buffers and resets the planner's momentum.
+duplicate, out-of-order or jumping stamps) or inference failure publishes no trajectory for that frame;
+``/diagnostics`` says why at once and the node keeps running. Input faults also publish a SelectionState with
+``INPUT_FAULT``. A time jump backwards (bag loop) or an odometry frame change clears the buffers and resets the
+planner's momentum. No published float is ever NaN: a comfort score that does not exist (no momentum this cycle) is
+published as :data:`COMFORT_NOT_AVAILABLE` (-1.0, see CandidateTrajectory.msg), a missing interval as 0.0.
 
 Lifecycle (rclpy ``LifecycleNode``): configure validates the parameters and loads the model; activate subscribes
 and starts the worker; deactivate unsubscribes and stops it; cleanup frees the model. ``autostart`` configures and
@@ -43,8 +50,9 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Float64, Header
 from visualization_msgs.msg import MarkerArray
 
-from drive_jepa_core.constants import CAMERA_FRAME_GAP, TRAJ_DT
+from drive_jepa_core.constants import TRAJ_DT
 from drive_jepa_core.geometry import local_to_global
+from drive_jepa_core.replay.pairing import InputPairer, PairedInput, SkipReason
 from drive_jepa_core.runtime.planner import NonFiniteOutputError, Planner, PlanResult
 from drive_jepa_core.selection import ResetReason
 from drive_jepa_msgs.msg import CandidateTrajectories, CandidateTrajectory, DrivingCommand, SelectionState
@@ -52,19 +60,11 @@ from drive_jepa_ros.conversions import (
     compressed_to_rgb,
     image_to_rgb,
     odometry_to_ego_state,
-    stamp_to_nanoseconds,
+    stamp_to_seconds,
     trajectory_to_path,
 )
 from drive_jepa_ros.diagnostics import Fault, NodeHealth, to_diagnostic_array
-from drive_jepa_ros.frame_buffer import (
-    NS_PER_S,
-    LatestSlot,
-    StampedRing,
-    StampEvent,
-    body_acceleration,
-    classify_stamp,
-    seconds_to_ns,
-)
+from drive_jepa_ros.frame_buffer import LatestSlot
 from drive_jepa_ros.markers import proposal_markers
 from drive_jepa_ros.parameters import (
     NODE_NAME,
@@ -84,6 +84,23 @@ _RESET_REASONS = {
     ResetReason.REQUESTED: SelectionState.REQUESTED,
 }
 _VALID_COMMANDS = (DrivingCommand.LEFT, DrivingCommand.STRAIGHT, DrivingCommand.RIGHT)
+# "Not available" for a comfort score (no momentum this cycle): the convention of CandidateTrajectory.msg and
+# SelectionState.msg, outside the {0, 1} range of real scores, so no published float is NaN.
+COMFORT_NOT_AVAILABLE = -1.0
+# Skip reasons of the shared input pairing -> the node's failsafe faults (diagnostics).
+_PAIRING_FAULTS = {
+    SkipReason.NO_PREVIOUS_FRAME: Fault.NO_PREVIOUS_FRAME,
+    SkipReason.NO_ODOMETRY: Fault.NO_ODOMETRY,
+    SkipReason.STALE_ODOMETRY: Fault.NO_ODOMETRY,
+    SkipReason.NON_FINITE_ODOMETRY: Fault.BAD_ODOMETRY,
+    SkipReason.ODOMETRY_FRAME_CHANGED: Fault.BAD_ODOMETRY,
+    SkipReason.DUPLICATE_STAMP: Fault.DUPLICATE_STAMP,
+    SkipReason.OUT_OF_ORDER_STAMP: Fault.OUT_OF_ORDER,
+    SkipReason.TIME_JUMP: Fault.TIME_JUMP_BACKWARD,
+    SkipReason.TIME_JUMP_FORWARD: Fault.TIME_JUMP_FORWARD,
+    SkipReason.UNDECODABLE_IMAGE: Fault.BAD_IMAGE,
+    SkipReason.WRONG_ENCODING: Fault.BAD_IMAGE,
+}
 # Camera: sensor-data QoS (best effort: accepts reliable and best-effort publishers, ros2_conventions.md B3) with
 # depth 1 (yolo_ros): when callbacks fall behind, DDS keeps only the newest image instead of 5 stale ones, so "latest
 # frame wins" holds from the wire to the model.
@@ -96,24 +113,10 @@ _WORKER_JOIN_S = 30.0  # upper bound for one in-flight inference when deactivati
 
 
 @dataclass(frozen=True)
-class _Frame:
-    rgb: np.ndarray  # (H, W, 3) uint8
-    received: float  # time.monotonic() at receipt
-
-
-@dataclass(frozen=True)
-class _OdomSample:
-    frame_id: str
-    pose: np.ndarray | None  # (3,) world (x, y, yaw)
-    state: np.ndarray | None  # (7,) [x, y, yaw, vx, vy, 0, 0]
-    error: str = ""
-
-
-@dataclass(frozen=True)
 class _Job:
-    stamp_ns: int
+    seconds: float  # image stamp as the pairer keys it (sec + nanosec * 1e-9, as the offline replay)
     stamp: Any  # builtin_interfaces/Time of the image
-    received: float
+    received: float  # time.monotonic() at receipt
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,12 @@ class _Camera:
 
     def key(self) -> tuple[int, int, bytes]:
         return self.width, self.height, self.K.tobytes()
+
+
+def comfort_for_message(comfort_scores: np.ndarray) -> list[float]:
+    """Per-candidate comfort for the messages: NaN ("momentum not applied") -> :data:`COMFORT_NOT_AVAILABLE`."""
+    values = np.asarray(comfort_scores, dtype=np.float64).reshape(-1)
+    return [float(c) if math.isfinite(c) else COMFORT_NOT_AVAILABLE for c in values]
 
 
 class PlannerNode(LifecycleNode):
@@ -138,11 +147,9 @@ class PlannerNode(LifecycleNode):
 
         self._settings: NodeSettings | None = None
         self._planner: Planner | None = None
-        self._lock = threading.Lock()  # guards the buffers and latest inputs below
-        self._frames: StampedRing[_Frame] = StampedRing(PARAMETER_SPECS["frame_buffer_size"].default)
-        self._odometry: StampedRing[_OdomSample] = StampedRing(PARAMETER_SPECS["odometry_buffer_size"].default)
-        self._last_image_ns: int | None = None
-        self._last_odometry_ns: int | None = None
+        self._lock = threading.Lock()  # guards the pairer and latest inputs below
+        self._pairer = InputPairer()
+        self._odometry_error = ""  # why the newest unusable odometry message was unusable (diagnostics detail)
         self._command: int | None = None
         self._camera: _Camera | None = None
         self._camera_error = ""
@@ -181,6 +188,8 @@ class PlannerNode(LifecycleNode):
                    if p.name in PARAMETER_SPECS}
         self._settings = replace(settings, **updates)
         self._health.input_timeout = self._settings.input_timeout
+        with self._lock:
+            self._pairer.config = self._settings.pairing
 
     def _parameter_values(self) -> dict[str, Any]:
         return {spec.name: self.get_parameter(spec.name).value for spec in PARAMETERS}
@@ -203,6 +212,7 @@ class PlannerNode(LifecycleNode):
         load_ms = (time.perf_counter() - t0) * 1e3
         with self._lock:
             self._settings, self._planner = settings, planner
+            self._pairer.config = settings.pairing
             self._camera, self._camera_error = None, ""
             if not settings.camera_use_camera_info:
                 width, height, K = settings.parameter_intrinsics()
@@ -301,9 +311,8 @@ class PlannerNode(LifecycleNode):
 
     def _clear_inputs(self) -> None:
         with self._lock:
-            self._frames.clear()
-            self._odometry.clear()
-            self._last_image_ns = self._last_odometry_ns = None
+            self._pairer.clear()
+            self._odometry_error = ""
             self._command = None
             self._reset_pending = False
             if self._settings is not None and self._settings.camera_use_camera_info:
@@ -348,46 +357,28 @@ class PlannerNode(LifecycleNode):
     # callbacks (executor thread)
     # -----------------------------------------------------------------------------------------------------------------
     def _on_image(self, msg: Image | CompressedImage) -> None:
-        """Decode, check the stamp, store, and offer the frame to the worker."""
+        """Decode, add to the pairer (which checks the stamp), and offer the frame to the worker."""
         received = time.monotonic()
         self._health.input_received("camera", received)
         settings = self._settings
         if settings is None:
             return
-        stamp_ns = stamp_to_nanoseconds(msg.header.stamp)
         try:
             rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
         except ValueError as exc:
             self._fail(Fault.BAD_IMAGE, str(exc), msg.header.stamp)
             return
-        threshold_ns = seconds_to_ns(settings.time_jump_threshold)
-        window_ns = seconds_to_ns(CAMERA_FRAME_GAP + settings.frame_gap_tolerance)
+        seconds = stamp_to_seconds(msg.header.stamp)
         with self._lock:
-            previous = self._last_image_ns
-            event = classify_stamp(previous, stamp_ns, threshold_ns)
-            if event not in (StampEvent.DUPLICATE, StampEvent.OUT_OF_ORDER):
-                if event is StampEvent.JUMP_BACKWARD:
-                    self._reset_pending = True
-                if event in (StampEvent.JUMP_BACKWARD, StampEvent.JUMP_FORWARD):
-                    self._frames.clear()
-                self._last_image_ns = stamp_ns
-                self._frames.capacity = settings.frame_buffer_size
-                self._frames.push(stamp_ns, _Frame(rgb, received))
-                self._frames.drop_older_than(stamp_ns - window_ns)
-        if event is StampEvent.DUPLICATE:
-            self._fail(Fault.DUPLICATE_STAMP, "image stamp repeats the previous one; frame dropped", msg.header.stamp)
-        elif event is StampEvent.OUT_OF_ORDER:
-            self._fail(Fault.OUT_OF_ORDER, f"image stamp is {(previous - stamp_ns) / NS_PER_S:.3f} s older than "
-                       f"the previous one; frame dropped", msg.header.stamp)
-        elif event is StampEvent.JUMP_BACKWARD:
-            self._fail(Fault.TIME_JUMP_BACKWARD, f"time jumped back {(previous - stamp_ns) / NS_PER_S:.3f} s: "
-                       f"buffers cleared, momentum reset", msg.header.stamp)
-        elif event is StampEvent.JUMP_FORWARD:
-            self._fail(Fault.TIME_JUMP_FORWARD, f"time jumped forward {(stamp_ns - previous) / NS_PER_S:.3f} s: "
-                       f"frame buffer cleared", msg.header.stamp)
-        else:
-            self._mailbox.put(_Job(stamp_ns, msg.header.stamp, received))
+            event = self._pairer.add_image(seconds, rgb)
+            detail = self._pairing_detail(event, seconds) if event is not None else ""
+            if event is SkipReason.TIME_JUMP:
+                self._reset_pending = True  # the worker owns the planner: it resets before the next plan
+        if event is None:
+            self._mailbox.put(_Job(seconds, msg.header.stamp, received))
             self._health.set_queue(self._mailbox.depth, self._mailbox.dropped)
+        else:  # dropped, or the first frame after a time jump: this image's outcome is known already
+            self._skip(event, detail, msg.header.stamp)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._health.input_received("camera_info")
@@ -403,24 +394,21 @@ class PlannerNode(LifecycleNode):
 
     def _on_odometry(self, msg: Odometry) -> None:
         self._health.input_received("odometry")
-        settings = self._settings
-        if settings is None:
+        if self._settings is None:
             return
-        stamp_ns = stamp_to_nanoseconds(msg.header.stamp)
+        error = ""
         try:
             pose, state = odometry_to_ego_state(msg)
-            sample = _OdomSample(msg.header.frame_id, pose, state)
-        except ValueError as exc:
-            sample = _OdomSample(msg.header.frame_id, None, None, str(exc))
+            velocity = state[3:5]
+        except ValueError as exc:  # stored as non-finite: the pairer reports it if it is the sample an image needs
+            pose, velocity, error = np.full(3, np.nan), np.full(2, np.nan), str(exc)
         with self._lock:
-            event = classify_stamp(self._last_odometry_ns, stamp_ns, seconds_to_ns(settings.time_jump_threshold))
-            if event in (StampEvent.DUPLICATE, StampEvent.OUT_OF_ORDER):
-                return  # a reordered sample adds nothing the buffer's neighbours do not have
-            if event is StampEvent.JUMP_BACKWARD:
-                self._odometry.clear()
-            self._last_odometry_ns = stamp_ns
-            self._odometry.capacity = settings.odometry_buffer_size
-            self._odometry.push(stamp_ns, sample)
+            event = self._pairer.add_odometry(stamp_to_seconds(msg.header.stamp), pose, velocity,
+                                              msg.header.frame_id)
+            if error and event not in (SkipReason.DUPLICATE_STAMP, SkipReason.OUT_OF_ORDER_STAMP):
+                self._odometry_error = error
+        # reordered samples are dropped (their neighbours say the same); a jump back or a frame change is reported
+        # by the next frame's pairing, which also resets the planner
 
     def _on_command(self, msg: DrivingCommand) -> None:
         self._health.input_received("command")
@@ -447,56 +435,37 @@ class PlannerNode(LifecycleNode):
         settings, planner = self._settings, self._planner
         if settings is None or planner is None:
             return
-        gap_ns = seconds_to_ns(CAMERA_FRAME_GAP)
         with self._lock:
-            now = self._frames.get(job.stamp_ns)
-            prev = self._frames.nearest(job.stamp_ns - gap_ns, seconds_to_ns(settings.frame_gap_tolerance),
-                                        before_ns=job.stamp_ns)
-            oldest = self._frames.oldest()
-            odom = self._odometry.nearest(job.stamp_ns, seconds_to_ns(settings.odometry_max_age))
-            latest_odom = self._odometry.latest()
-            odom_then = None
-            if odom is not None and settings.acceleration_window > 0:
-                window_ns = seconds_to_ns(settings.acceleration_window)
-                odom_then = self._odometry.nearest(odom[0] - window_ns, window_ns // 2, before_ns=odom[0])
-            command = self._command
             camera, camera_error = self._camera, self._camera_error
+            stored = self._pairer.has_image(job.seconds)
+            # without a camera the image is not paired (a pending reset stays for the next one)
+            result = self._pairer.pair(job.seconds) if stored and camera is not None else None
+            detail = self._pairing_detail(result, job.seconds) if isinstance(result, SkipReason) else ""
+            command = self._command
             reset, self._reset_pending = self._reset_pending, False
         if reset:
-            planner.reset()
-            self._reset_override = SelectionState.TIME_BACKWARDS
-        if now is None:
+            self._reset_planner(planner, SkipReason.TIME_JUMP)
+        if not stored:
             return  # cleared by a time jump after it was queued; that jump was reported
         if camera is None:
-            detail = camera_error or "no camera_info received yet"
-            self._fail(Fault.NO_CAMERA_INFO, detail, job.stamp)
+            self._fail(Fault.NO_CAMERA_INFO, camera_error or "no camera_info received yet", job.stamp)
             return
-        if now.rgb.shape[:2] != (camera.height, camera.width):
-            self._fail(Fault.BAD_IMAGE, f"image is {now.rgb.shape[1]}x{now.rgb.shape[0]} but the camera is "
+        if isinstance(result, SkipReason):
+            if result.resets_momentum:
+                self._reset_planner(planner, result)
+            self._skip(result, detail, job.stamp)
+            return
+        assert isinstance(result, PairedInput)
+        paired = result
+        now_shape = paired.frame_now.shape[:2]
+        if now_shape != (camera.height, camera.width):
+            self._fail(Fault.BAD_IMAGE, f"image is {now_shape[1]}x{now_shape[0]} but the camera is "
                        f"{camera.width}x{camera.height}", job.stamp)
             return
-        if odom is None:
-            if latest_odom is None:
-                detail = "no odometry received"
-            else:
-                detail = (f"no odometry within {settings.odometry_max_age:g} s of the image stamp (latest odometry "
-                          f"{(job.stamp_ns - latest_odom[0]) / NS_PER_S:+.3f} s before it)")
-            self._fail(Fault.NO_ODOMETRY, detail, job.stamp)
+        if paired.frame_prev.shape[:2] != now_shape:
+            self._fail(Fault.BAD_IMAGE, f"previous image is {paired.frame_prev.shape[1]}x{paired.frame_prev.shape[0]} "
+                       f"but the current one is {now_shape[1]}x{now_shape[0]}", job.stamp)
             return
-        sample = odom[1]
-        if sample.state is None or sample.pose is None:
-            self._fail(Fault.BAD_ODOMETRY, sample.error, job.stamp)
-            return
-        if prev is None:
-            held = "no earlier frame stored" if oldest is None or oldest[0] >= job.stamp_ns else (
-                f"the oldest stored frame is {(job.stamp_ns - oldest[0]) / NS_PER_S:.3f} s old")
-            self._fail(Fault.NO_PREVIOUS_FRAME, f"no frame within {settings.frame_gap_tolerance:g} s of "
-                       f"t - {CAMERA_FRAME_GAP:g} s ({held})", job.stamp)
-            return
-        state7 = sample.state.copy()
-        if odom_then is not None and odom_then[1].state is not None:
-            state7[5:7] = body_acceleration(odom_then[1].state, odom_then[0] / NS_PER_S, sample.state,
-                                            odom[0] / NS_PER_S)
         if camera.key() != self._applied_camera:
             try:
                 planner.set_camera(camera.width, camera.height,
@@ -505,25 +474,39 @@ class PlannerNode(LifecycleNode):
                 self._fail(Fault.BAD_CAMERA_INFO, str(exc), job.stamp)
                 return
             self._applied_camera = camera.key()
-        if prev[1].rgb.shape[:2] != now.rgb.shape[:2]:
-            self._fail(Fault.BAD_IMAGE, f"previous image is {prev[1].rgb.shape[1]}x{prev[1].rgb.shape[0]} but the "
-                       f"current one is {now.rgb.shape[1]}x{now.rgb.shape[0]}", job.stamp)
-            return
         cmd = command if command is not None else settings.default_command
         try:
-            result = planner.plan(now.rgb, prev[1].rgb, state7, cmd, job.stamp_ns / NS_PER_S)
+            plan = planner.plan(paired.frame_now, paired.frame_prev, paired.ego_state7(), cmd, paired.stamp)
         except NonFiniteOutputError as exc:
             self._fail(Fault.NONFINITE_OUTPUT, str(exc), job.stamp)
             return
         except Exception as exc:
             self._fail(Fault.INFERENCE_ERROR, f"{type(exc).__name__}: {exc}", job.stamp)
             return
-        self._publish(job, result, sample, settings, wait_ms=(started - job.received) * 1e3)
+        self._publish(job, plan, paired, settings, wait_ms=(started - job.received) * 1e3)
 
-    def _publish(self, job: _Job, result: PlanResult, odom: _OdomSample, settings: NodeSettings,
+    def _reset_planner(self, planner: Planner, reason: SkipReason) -> None:
+        """Forget momentum (worker thread); the next plan reports why instead of the planner's REQUESTED."""
+        planner.reset()
+        self._reset_override = SelectionState.TIME_BACKWARDS if reason is SkipReason.TIME_JUMP else None
+
+    def _pairing_detail(self, reason: SkipReason, seconds: float) -> str:
+        """Diagnostics text of a pairing skip (caller holds the lock or owns the pairer's state)."""
+        if reason is SkipReason.NON_FINITE_ODOMETRY:
+            cause = f": {self._odometry_error}" if self._odometry_error else ""
+            return f"the odometry sample nearest the image stamp is non-finite (NaN/inf or a zero quaternion){cause}"
+        if reason is SkipReason.ODOMETRY_FRAME_CHANGED:
+            return f"the odometry frame_id changed to {self._pairer.frame_id!r}: buffers cleared, momentum reset"
+        return self._pairer.describe(reason, seconds)
+
+    def _skip(self, reason: SkipReason, detail: str, stamp: Any) -> None:
+        """An image the input pairing rejected: no trajectory, the matching failsafe fault."""
+        self._fail(_PAIRING_FAULTS[reason], f"{reason.value}: {detail}", stamp)
+
+    def _publish(self, job: _Job, result: PlanResult, paired: PairedInput, settings: NodeSettings,
                  wait_ms: float) -> None:
         if settings.output_frame == "odom":
-            frame_id, frame_pose = odom.frame_id or "odom", np.asarray(odom.pose, np.float64)
+            frame_id, frame_pose = paired.frame_id or "odom", np.asarray(paired.pose, np.float64)
         else:
             frame_id, frame_pose = settings.ego_frame_id, np.zeros(3)
         proposals = local_to_global(result.proposals, frame_pose)  # (Np, M, 3) in frame_id
@@ -542,20 +525,21 @@ class PlannerNode(LifecycleNode):
         if result.reset_reason is ResetReason.REQUESTED and self._reset_override is not None:
             reason = self._reset_override
         self._reset_override = None
+        comfort = comfort_for_message(result.comfort_scores)
         state = self._selection_state(header, settings)
         state.momentum_valid = bool(result.valid)
         state.reset_reason = reason
         state.interval = float(result.interval) if math.isfinite(result.interval) else 0.0
         state.previous_index = int(result.previous_index)
         state.selected_index = selected
-        state.comfort_scores = [float(c) for c in result.comfort_scores] if result.valid else []
+        state.comfort_scores = comfort
 
         candidates = CandidateTrajectories(header=header, generator_name=settings.generator_name,
                                            generator_id=self._generator_id, selected_index=selected, selection=state)
         for i in range(proposals.shape[0]):
             candidates.candidates.append(CandidateTrajectory(
                 path=path if i == selected else trajectory_to_path(result.proposals[i], frame_pose, header),
-                learned_score=float(result.scores[i]), comfort_score=float(result.comfort_scores[i]),
+                learned_score=float(result.scores[i]), comfort_score=comfort[i],
                 final_score=float(result.final_scores[i]), time_step=TRAJ_DT, index=i))
         pubs["candidates"].publish(candidates)
         pubs["state"].publish(state)

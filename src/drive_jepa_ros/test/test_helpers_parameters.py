@@ -142,3 +142,18 @@ def test_descriptors() -> None:
     backend = descriptor(PARAMETER_SPECS["backend"])
     assert backend.type == ParameterType.PARAMETER_STRING and "unconfigured" in backend.additional_constraints
     assert descriptor(PARAMETER_SPECS["autostart"]).type == ParameterType.PARAMETER_BOOL
+
+
+def test_pairing_defaults_come_from_the_core_pairing() -> None:
+    """The node and the offline replay share one input pairing: the parameter defaults are PairingConfig's."""
+    from drive_jepa_core.replay.pairing import PairingConfig
+
+    core = PairingConfig()
+    names = ("frame_gap_tolerance", "frame_buffer_size", "odometry_max_age", "odometry_buffer_size",
+             "acceleration_window", "time_jump_threshold")
+    assert {n: PARAMETER_SPECS[n].default for n in names} == {n: getattr(core, n) for n in names}
+    settings = NodeSettings.from_values({**DEFAULTS, "model_path": "m"})
+    assert settings.pairing == core
+    live = NodeSettings.from_values({**DEFAULTS, "model_path": "m", "frame_gap_tolerance": 0.1,
+                                     "acceleration_window": 0.0})
+    assert live.pairing == PairingConfig(frame_gap_tolerance=0.1, acceleration_window=0.0)

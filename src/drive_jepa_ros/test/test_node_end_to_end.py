@@ -112,8 +112,9 @@ def test_outputs_match_the_core_planner(world) -> None:
         np.testing.assert_allclose([c.learned_score for c in candidates.candidates], expected.scores, atol=1e-5)
         np.testing.assert_allclose([c.final_score for c in candidates.candidates], expected.final_scores,
                                    atol=1e-5)
-        np.testing.assert_allclose([c.comfort_score for c in candidates.candidates], expected.comfort_scores,
-                                   atol=1e-6)  # NaN (no momentum) compares equal to NaN here
+        # comfort that does not exist (no momentum: NaN in the core) is published as -1.0, never NaN
+        expected_comfort = np.where(np.isfinite(expected.comfort_scores), expected.comfort_scores, -1.0)
+        np.testing.assert_allclose([c.comfort_score for c in candidates.candidates], expected_comfort, atol=1e-6)
         assert all(c.time_step == pytest.approx(0.5) for c in candidates.candidates)
         assert candidates.selected_index == state.selected_index == expected.selected_index
         np.testing.assert_allclose(poses_of(path), got[expected.selected_index], atol=1e-9)
@@ -126,7 +127,8 @@ def test_outputs_match_the_core_planner(world) -> None:
         assert state.momentum_weight == pytest.approx(0.125) and state.max_gap == pytest.approx(0.55)
         if k == GAP:
             assert state.reset_reason == SelectionState.FIRST_FRAME and not state.momentum_valid
-            assert list(state.comfort_scores) == []
+            assert list(state.comfort_scores) == [-1.0] * NUM_PROPOSALS and state.interval == 0.0
+            assert all(c.comfort_score == -1.0 for c in candidates.candidates)
         else:  # 0.1 s after the previous cycle: momentum applies
             assert state.momentum_valid and state.interval == pytest.approx(DT, abs=1e-6)
             np.testing.assert_allclose(state.comfort_scores, expected.comfort_scores)

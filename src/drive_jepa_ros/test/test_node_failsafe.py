@@ -200,4 +200,9 @@ def test_no_nan_was_ever_published(rig) -> None:
     for candidates in io.candidates:
         for c in candidates.candidates:
             assert math.isfinite(c.learned_score) and math.isfinite(c.final_score)
+            assert c.comfort_score in (-1.0, 0.0, 1.0)  # -1.0 = not available (no momentum), never NaN
             assert np.all(np.isfinite([(p.pose.position.x, p.pose.position.y) for p in c.path.poses]))
+    assert any(c.comfort_score == -1.0 for m in io.candidates for c in m.candidates)  # after the resets
+    for state in io.states:  # planned and INPUT_FAULT states alike
+        floats = [state.interval, state.momentum_weight, state.max_gap, *state.comfort_scores]
+        assert np.all(np.isfinite(floats)), floats

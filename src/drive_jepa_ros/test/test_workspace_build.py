@@ -75,7 +75,8 @@ def test_ros_package_declares_its_runtime_dependencies() -> None:
     root = ET.parse(ROOT / "src" / "drive_jepa_ros" / "package.xml").getroot()
     deps = {e.text for e in root.findall("exec_depend")} | {e.text for e in root.findall("depend")}
     expected = {"rclpy", "drive_jepa_msgs", "drive_jepa_core", "sensor_msgs", "nav_msgs", "geometry_msgs"}
-    expected |= {"visualization_msgs", "diagnostic_msgs", "lifecycle_msgs", "std_msgs"}
+    expected |= {"visualization_msgs", "diagnostic_msgs", "lifecycle_msgs", "std_msgs", "rcl_interfaces"}
+    expected |= {"launch", "launch_ros", "rviz2"}  # launch/planner.launch.py (rviz2 only with rviz:=true)
     assert expected <= deps
 
 
@@ -172,7 +173,7 @@ def test_candidates_round_trip_through_cdr(msgs) -> None:
         path = trajectory_to_path([[1.0 + i, 0.0, 0.0], [2.0 + i, 0.5, 0.1]], [0.0, 0.0, 0.0], msg.header)
         msg.candidates.append(
             msgs.CandidateTrajectory(
-                path=path, learned_score=0.5 + 0.1 * i, comfort_score=float("nan"), time_step=0.5, index=i
+                path=path, learned_score=0.5 + 0.1 * i, comfort_score=-1.0, time_step=0.5, index=i
             )
         )
     msg.selection.reset_reason = msgs.SelectionState.FIRST_FRAME
@@ -181,7 +182,7 @@ def test_candidates_round_trip_through_cdr(msgs) -> None:
     assert uuid.UUID(bytes=bytes(back.generator_id)) == generator
     assert [c.index for c in back.candidates] == [0, 1, 2]
     assert back.candidates[2].path.poses[1].pose.position.x == pytest.approx(4.0)
-    assert back.candidates[0].comfort_score != back.candidates[0].comfort_score  # NaN survives
+    assert back.candidates[0].comfort_score == -1.0  # "not available" (CandidateTrajectory.msg)
     assert back.selection.reset_reason == msgs.SelectionState.FIRST_FRAME
     assert list(back.selection.comfort_scores) == [1.0, 0.0, 1.0]
     # uint8[16] is fixed size; rclpy only checks that with check_fields (ROS_PYTHON_CHECK_FIELDS=1 in scripts/test.sh).

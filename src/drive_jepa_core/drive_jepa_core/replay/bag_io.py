@@ -757,11 +757,16 @@ class BagWriter:
         selected = int(plan.selected_index)
         paths = [_path_message(world[i], header) for i in range(len(world))]
 
+        # No published float is NaN (CandidateTrajectory.msg / SelectionState.msg, as the node): a comfort score that
+        # does not exist (no momentum this cycle) is -1.0, a missing interval 0.0.
+        comfort_not_available = -1.0
         comfort = np.asarray(plan.comfort_scores, dtype=np.float32)
+        comfort = np.where(np.isfinite(comfort), comfort, np.float32(comfort_not_available)).astype(np.float32)
+        interval = float(plan.interval) if math.isfinite(float(plan.interval)) else 0.0
         state = make_message(
             SELECTION_STATE, header=header, momentum_valid=bool(plan.valid),
             reset_reason=int(_RESET_CODES.get(str(getattr(plan.reset_reason, "value", plan.reset_reason)), 0)),
-            interval=float(plan.interval), previous_index=int(plan.previous_index), selected_index=selected,
+            interval=interval, previous_index=int(plan.previous_index), selected_index=selected,
             momentum_weight=float(momentum.comfort_weight), max_gap=float(momentum.max_gap),
             comfort_scores=comfort.copy())
         candidates = [make_message("drive_jepa_msgs/msg/CandidateTrajectory", path=paths[i],

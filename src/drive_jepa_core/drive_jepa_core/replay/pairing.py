@@ -5,14 +5,20 @@ replayed offline and through the node produces the same planner inputs. Pure Pyt
 
 For an image at stamp ``t`` (seconds)::
 
-    previous frame  = the stored frame closest to t - frame_gap (0.5 s) with |stamp - (t - 0.5)| <= frame_gap_tolerance
     ego pose/vel.   = the odometry sample nearest to t, at most odometry_max_age away (no interpolation)
     ego accel.      = finite difference of body velocity over ~acceleration_window seconds (see estimate_acceleration)
+    previous frame  = the stored frame closest to t - frame_gap (0.5 s) with |stamp - (t - 0.5)| <= frame_gap_tolerance
 
-Stamps must grow within each stream. A stamp at most ``time_jump_threshold`` behind the newest one of its stream is
-out of order (dropped); one further behind is a time jump (a bag looping, a simulator reset): every buffer is cleared
-and the next :meth:`InputPairer.pair` reports :attr:`SkipReason.TIME_JUMP`, upon which the caller resets the planner's
-momentum. A forward step of at least ``time_jump_threshold`` clears that stream's buffer (its samples are useless).
+(checked in that order, so a missing odometry topic is named before the transient "no earlier frame yet").
+
+Stamps must grow within each stream (:meth:`InputPairer.classify`):
+
+* the same stamp again is a duplicate and a small step back is out of order: the message is dropped;
+* a step back of at least ``time_jump_threshold`` is a time jump (a bag looping, a simulator reset): every buffer is
+  cleared and the caller resets the planner's momentum (an image reports it from :meth:`InputPairer.add_image`, an
+  odometry sample through the next :meth:`InputPairer.pair`), so is an odometry ``frame_id`` change;
+* a step forward of at least ``time_jump_threshold`` (a pause, a skipped segment) clears that stream's buffer: its
+  samples are useless; an image that does so is reported as :attr:`SkipReason.TIME_JUMP_FORWARD`.
 """
 
 from __future__ import annotations
@@ -49,8 +55,10 @@ class SkipReason(str, Enum):
     NO_ODOMETRY = "no_odometry"
     STALE_ODOMETRY = "stale_odometry"
     NON_FINITE_ODOMETRY = "non_finite_odometry"
+    DUPLICATE_STAMP = "duplicate_stamp"
     OUT_OF_ORDER_STAMP = "out_of_order_stamp"
     TIME_JUMP = "time_jump"
+    TIME_JUMP_FORWARD = "time_jump_forward"
     ODOMETRY_FRAME_CHANGED = "odometry_frame_changed"
     UNDECODABLE_IMAGE = "undecodable_image"  # produced by the caller (decoding happens outside the pairer)
     WRONG_ENCODING = "wrong_encoding"  # produced by the caller
@@ -71,8 +79,10 @@ _DESCRIPTIONS = {
     SkipReason.NO_ODOMETRY: "no odometry received yet",
     SkipReason.STALE_ODOMETRY: "the odometry sample nearest the image stamp is too far from it",
     SkipReason.NON_FINITE_ODOMETRY: "the odometry sample nearest the image stamp contains NaN/inf",
-    SkipReason.OUT_OF_ORDER_STAMP: "the stamp is not newer than the previous one of its stream (dropped)",
+    SkipReason.DUPLICATE_STAMP: "the stamp repeats the previous one of its stream (dropped)",
+    SkipReason.OUT_OF_ORDER_STAMP: "the stamp is older than the previous one of its stream (dropped)",
     SkipReason.TIME_JUMP: "time jumped backwards (bag loop / reset): buffers cleared, momentum reset",
+    SkipReason.TIME_JUMP_FORWARD: "time jumped forward (pause / skipped segment): earlier frames cleared",
     SkipReason.ODOMETRY_FRAME_CHANGED: "the odometry frame_id changed: buffers cleared, momentum reset",
     SkipReason.UNDECODABLE_IMAGE: "the image data could not be decoded",
     SkipReason.WRONG_ENCODING: "the image encoding / compression format is not supported",
@@ -85,12 +95,15 @@ class PairingConfig:
 
     Attributes:
         frame_gap: seconds between the two frames the model sees (drive_jepa.md §2.1: t-0.5 s and t).
-        frame_gap_tolerance: seconds; the earlier frame must lie within this of ``t - frame_gap``. 0.1 s accepts
-            cameras down to ~5 Hz (a 10 Hz camera always has a frame within 0.05 s) while keeping the gap within
-            0.4-0.6 s, i.e. within one 0.1 s simulation step of what the model was trained on.
+        frame_gap_tolerance: seconds; the earlier frame must lie within this of ``t - frame_gap``. 0.05 s = half a
+            period of a 10 Hz camera (the rate of the training logs): such a camera, and any faster one whose period
+            divides 0.5 s, always pairs the exact t - 0.5 s frame despite up to 50 ms of stamp jitter, and when that
+            frame is missing (dropped, or the first 0.5 s of a stream) the image is skipped instead of feeding a
+            0.4 or 0.6 s pair, 20 % off the fixed 0.5 s gap the model was trained on (drive_jepa.md §2.1). Slower or
+            odd-rate cameras need a larger value (the node allows up to frame_gap / 2).
         frame_buffer_size: decoded frames kept at most (64: >= 1 s at 60 Hz).
         frame_buffer_seconds: frames older than this behind the newest are dropped; must cover
-            ``frame_gap + frame_gap_tolerance``. None (default) = that plus one 10 Hz period of margin (0.7 s with
+            ``frame_gap + frame_gap_tolerance``. None (default) = that plus one 10 Hz period of margin (0.65 s with
             the default tolerance).
         odometry_max_age: seconds; the odometry sample nearest the image must be this close to its stamp. 0.1 s = one
             period of a 10 Hz odometry source, twice the worst offset of a healthy 10 Hz stream.
@@ -101,11 +114,12 @@ class PairingConfig:
             acceleration (see :func:`estimate_acceleration`); 0 feeds zero acceleration. 0.2 s averages 20 samples of
             50 Hz odometry noise while lagging only 0.1 s.
         time_jump_threshold: seconds; a stamp this far behind the newest of its stream is a time jump, smaller steps
-            back are out of order; a forward step this large clears that stream's buffer.
+            back are out of order; a forward step this large clears that stream's buffer. 1 s: ten periods of a 10 Hz
+            stream, far beyond transport reordering, and a bag loop jumps back by the bag's length.
     """
 
     frame_gap: float = CAMERA_FRAME_GAP
-    frame_gap_tolerance: float = 0.1
+    frame_gap_tolerance: float = 0.05
     frame_buffer_size: int = 64
     frame_buffer_seconds: float | None = None
     odometry_max_age: float = 0.1
@@ -263,12 +277,13 @@ class InputPairer:
     Typical use, once per message in arrival order::
 
         pairer.add_odometry(stamp, pose, velocity, frame_id)        # every odometry message
-        rejected = pairer.add_image(stamp, frame)                   # every decoded image
-        result = pairer.pair(stamp)                                 # PairedInput | SkipReason
+        result = pairer.process_image(stamp, frame)                 # every decoded image: PairedInput | SkipReason
         if isinstance(result, SkipReason) and result.resets_momentum:
             planner.reset()
 
-    Frames are stored by reference (the caller must not modify them afterwards).
+    A consumer that stores images in one thread and plans in another (the ROS node) calls :meth:`add_image` on
+    arrival (its non-None result is that image's outcome) and :meth:`pair` when it plans the image.
+    Frames are stored by reference (the caller must not modify them afterwards). Not thread-safe: guard it with a lock.
     """
 
     def __init__(self, config: PairingConfig | None = None) -> None:
@@ -279,10 +294,19 @@ class InputPairer:
         self._last_odometry_stamp: float | None = None
         self._frame_id: str | None = None
         self._pending_reset: SkipReason | None = None
-        self._rejected_stamp: float | None = None
-        self._rejected_reason: SkipReason | None = None
 
     # ------------------------------------------------------------------------------------------------------ state
+    @property
+    def config(self) -> PairingConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: PairingConfig) -> None:
+        """Replace the thresholds (live parameter changes); the buffers shrink to the new bounds on the next add."""
+        if not isinstance(config, PairingConfig):
+            raise TypeError(f"config must be a PairingConfig, got {type(config).__name__}")
+        self._config = config
+
     @property
     def num_frames(self) -> int:
         return len(self._frames)
@@ -295,19 +319,23 @@ class InputPairer:
     def frame_stamps(self) -> list[float]:
         return [s for s, _ in self._frames]
 
+    @property
+    def frame_id(self) -> str | None:
+        """The odometry frame_id of the stored samples (None before the first one)."""
+        return self._frame_id
+
+    def has_image(self, stamp: float) -> bool:
+        """Whether an image with this stamp is stored (a time jump may have cleared it since it was added)."""
+        return self._find_frame(self._check_stamp(stamp)) is not None
+
     def clear(self) -> None:
-        """Forget every frame and odometry sample (no reset is reported)."""
+        """Forget every frame and odometry sample and any pending reset (a new stream starts)."""
         self._frames.clear()
         self._odometry.clear()
         self._last_image_stamp = None
         self._last_odometry_stamp = None
         self._frame_id = None
-        self._rejected_stamp = None
-        self._rejected_reason = None
-
-    def _jump(self, reason: SkipReason) -> None:
-        self.clear()
-        self._pending_reset = reason
+        self._pending_reset = None
 
     @staticmethod
     def _check_stamp(stamp: float) -> float:
@@ -316,13 +344,22 @@ class InputPairer:
             raise ValueError(f"stamp must be finite, got {stamp}")
         return stamp
 
-    def _order(self, stamp: float, last: float | None) -> SkipReason | None:
-        """Classify a new stamp of a stream against its newest: None (in order), out of order, or a time jump."""
-        if last is None or stamp > last + _SAME_STAMP:
+    def classify(self, stamp: float, last: float | None) -> SkipReason | None:
+        """A new stamp of a stream against the newest one of that stream: None (in order), DUPLICATE_STAMP,
+        OUT_OF_ORDER_STAMP, TIME_JUMP (at least ``time_jump_threshold`` back) or TIME_JUMP_FORWARD (at least that
+        far ahead)."""
+        if last is None:
             return None
-        if last - stamp >= self.config.time_jump_threshold:
-            return SkipReason.TIME_JUMP
-        return SkipReason.OUT_OF_ORDER_STAMP
+        step = stamp - last
+        if abs(step) <= _SAME_STAMP:
+            return SkipReason.DUPLICATE_STAMP
+        threshold = self.config.time_jump_threshold
+        if step < 0.0:
+            return SkipReason.TIME_JUMP if -step >= threshold else SkipReason.OUT_OF_ORDER_STAMP
+        return SkipReason.TIME_JUMP_FORWARD if step >= threshold else None
+
+    def _find_frame(self, stamp: float) -> np.ndarray | None:
+        return next((f for s, f in reversed(self._frames) if abs(s - stamp) <= _SAME_STAMP), None)
 
     # ------------------------------------------------------------------------------------------------------ input
     def add_odometry(self, stamp: float, pose: np.ndarray, velocity_body: np.ndarray,
@@ -336,8 +373,9 @@ class InputPairer:
             velocity_body: ``(2,)`` body-frame (vx, vy) m/s.
             frame_id: the odometry header frame_id; a change clears the buffers and resets momentum.
         Returns:
-            None when stored; OUT_OF_ORDER_STAMP when dropped; TIME_JUMP / ODOMETRY_FRAME_CHANGED when the buffers were
-            cleared (the sample is stored afterwards, and the next :meth:`pair` reports the reason).
+            None when stored; DUPLICATE_STAMP / OUT_OF_ORDER_STAMP when dropped; TIME_JUMP / ODOMETRY_FRAME_CHANGED
+            when every buffer was cleared (the sample is stored afterwards, and the next :meth:`pair` reports the
+            reason); TIME_JUMP_FORWARD when the older samples were dropped (the sample is stored).
         """
         stamp = self._check_stamp(stamp)
         pose = np.asarray(pose, dtype=np.float64).reshape(-1)
@@ -345,16 +383,15 @@ class InputPairer:
         if pose.shape != (3,) or velocity.shape != (2,):
             raise ValueError(f"odometry needs pose (3,) and velocity_body (2,), got {pose.shape} and {velocity.shape}")
         frame_id = str(frame_id)
-        event = self._order(stamp, self._last_odometry_stamp)
-        if event is SkipReason.OUT_OF_ORDER_STAMP:
+        event = self.classify(stamp, self._last_odometry_stamp)
+        if event in (SkipReason.DUPLICATE_STAMP, SkipReason.OUT_OF_ORDER_STAMP):
             return event
-        if event is SkipReason.TIME_JUMP:
-            self._jump(event)
-        elif self._frame_id is not None and frame_id != self._frame_id:
+        if event is not SkipReason.TIME_JUMP and self._frame_id is not None and frame_id != self._frame_id:
             event = SkipReason.ODOMETRY_FRAME_CHANGED
-            self._jump(event)
-        elif (self._last_odometry_stamp is not None
-              and stamp - self._last_odometry_stamp >= self.config.time_jump_threshold):
+        if event in (SkipReason.TIME_JUMP, SkipReason.ODOMETRY_FRAME_CHANGED):
+            self.clear()
+            self._pending_reset = event
+        elif event is SkipReason.TIME_JUMP_FORWARD:
             self._odometry.clear()
         self._frame_id = frame_id
         self._last_odometry_stamp = stamp
@@ -369,21 +406,22 @@ class InputPairer:
         """Store one decoded frame.
 
         Returns:
-            None when stored; OUT_OF_ORDER_STAMP when dropped (the next :meth:`pair` of this stamp reports it too);
-            TIME_JUMP when the stamp jumped back (buffers cleared, frame stored, :meth:`pair` reports the jump).
+            None when stored and ready for :meth:`pair`; otherwise the image's outcome (it is not to be paired):
+            DUPLICATE_STAMP / OUT_OF_ORDER_STAMP when dropped; TIME_JUMP when the stamp jumped back (every buffer
+            cleared, the frame stored: the caller resets momentum); TIME_JUMP_FORWARD when it jumped ahead (earlier
+            frames cleared, the frame stored).
         """
         stamp = self._check_stamp(stamp)
         if not isinstance(frame_rgb, np.ndarray) or frame_rgb.ndim != 3 or frame_rgb.shape[2] != 3 \
                 or frame_rgb.dtype != np.uint8:
             desc = f"{frame_rgb.dtype} {frame_rgb.shape}" if isinstance(frame_rgb, np.ndarray) else type(frame_rgb)
             raise ValueError(f"frame_rgb must be a uint8 (H, W, 3) array, got {desc}")
-        event = self._order(stamp, self._last_image_stamp)
-        if event is SkipReason.OUT_OF_ORDER_STAMP:
-            self._rejected_stamp, self._rejected_reason = stamp, event
+        event = self.classify(stamp, self._last_image_stamp)
+        if event in (SkipReason.DUPLICATE_STAMP, SkipReason.OUT_OF_ORDER_STAMP):
             return event
         if event is SkipReason.TIME_JUMP:
-            self._jump(event)
-        elif self._last_image_stamp is not None and stamp - self._last_image_stamp >= self.config.time_jump_threshold:
+            self.clear()  # this return value is the report: no pending reset for the next pair()
+        elif event is SkipReason.TIME_JUMP_FORWARD:
             self._frames.clear()
         self._last_image_stamp = stamp
         self._frames.append((stamp, frame_rgb))
@@ -397,27 +435,20 @@ class InputPairer:
     def pair(self, image_stamp: float) -> PairedInput | SkipReason:
         """Inputs for the stored image at ``image_stamp``, or why there are none (module docstring for the rule).
 
+        A reset caused by the odometry stream (TIME_JUMP, ODOMETRY_FRAME_CHANGED) is reported once, by the first
+        pair() after it.
+
         Raises:
-            KeyError: no image with this stamp was added (and none was rejected).
+            KeyError: no image with this stamp is stored (never added, dropped, or cleared by a time jump).
         """
         stamp = self._check_stamp(image_stamp)
-        if self._rejected_stamp is not None and abs(stamp - self._rejected_stamp) <= _SAME_STAMP:
-            reason = self._rejected_reason
-            self._rejected_stamp = self._rejected_reason = None  # reported once, to the pair() of that image
-            assert reason is not None
-            return reason
-        now = next((f for s, f in reversed(self._frames) if abs(s - stamp) <= _SAME_STAMP), None)
+        now = self._find_frame(stamp)
         if now is None:
-            raise KeyError(f"no image with stamp {stamp:.6f} was added to the pairer")
+            raise KeyError(f"no image with stamp {stamp:.6f} is stored in the pairer")
         if self._pending_reset is not None:
             reason, self._pending_reset = self._pending_reset, None
             return reason
         cfg = self.config
-        target = stamp - cfg.frame_gap
-        prev = min(((s, f) for s, f in self._frames if s < stamp - _SAME_STAMP),
-                   key=lambda item: abs(item[0] - target), default=None)
-        if prev is None or abs(prev[0] - target) > cfg.frame_gap_tolerance + _SAME_STAMP:
-            return SkipReason.NO_PREVIOUS_FRAME
         if not self._odometry:
             return SkipReason.NO_ODOMETRY
         index = min(range(len(self._odometry)), key=lambda i: abs(self._odometry[i].stamp - stamp))
@@ -426,12 +457,34 @@ class InputPairer:
             return SkipReason.STALE_ODOMETRY
         if not sample.finite:
             return SkipReason.NON_FINITE_ODOMETRY
+        target = stamp - cfg.frame_gap
+        prev = min(((s, f) for s, f in self._frames if s < stamp - _SAME_STAMP),
+                   key=lambda item: abs(item[0] - target), default=None)
+        if prev is None or abs(prev[0] - target) > cfg.frame_gap_tolerance + _SAME_STAMP:
+            return SkipReason.NO_PREVIOUS_FRAME
         accel, valid = estimate_acceleration(self._odometry, index, cfg.acceleration_window)
         return PairedInput(stamp=stamp, frame_now=now, frame_prev=prev[1], prev_stamp=prev[0],
                            pose=sample.pose.copy(), velocity=sample.velocity.copy(), acceleration=accel,
                            acceleration_valid=valid, odometry_stamp=sample.stamp, frame_id=sample.frame_id)
 
     def process_image(self, stamp: float, frame_rgb: np.ndarray) -> PairedInput | SkipReason:
-        """:meth:`add_image` then :meth:`pair` (what a streaming consumer does per decoded image)."""
-        self.add_image(stamp, frame_rgb)
-        return self.pair(stamp)
+        """:meth:`add_image`, then :meth:`pair` when the image was stored in order (a streaming consumer's step)."""
+        event = self.add_image(stamp, frame_rgb)
+        return event if event is not None else self.pair(stamp)
+
+    def describe(self, reason: SkipReason, image_stamp: float) -> str:
+        """Why ``reason`` happened for the image at ``image_stamp``, with the numbers (diagnostics, logs)."""
+        stamp = self._check_stamp(image_stamp)
+        cfg = self.config
+        if reason is SkipReason.NO_ODOMETRY:
+            return "no odometry received"
+        if reason is SkipReason.STALE_ODOMETRY and self._odometry:
+            nearest = min(self._odometry, key=lambda o: abs(o.stamp - stamp))
+            return (f"no odometry within {cfg.odometry_max_age:g} s of the image stamp (nearest sample "
+                    f"{nearest.stamp - stamp:+.3f} s from it)")
+        if reason is SkipReason.NO_PREVIOUS_FRAME:
+            older = [s for s, _ in self._frames if s < stamp - _SAME_STAMP]
+            held = (f"the nearest stored frames are {', '.join(f'{stamp - s:.3f}' for s in older[-3:])} s old"
+                    if older else "no earlier frame stored")
+            return f"no frame within {cfg.frame_gap_tolerance:g} s of t - {cfg.frame_gap:g} s ({held})"
+        return reason.description
