@@ -69,3 +69,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_IMAGE_WIDTH = 512
 DEFAULT_IMAGE_HEIGHT = 256
 
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Published messages never carry NaN: a comfort score that does not exist (no momentum this cycle) is published as
+# this value (drive_jepa_msgs CandidateTrajectory.msg / SelectionState.msg); the node and the replay bag writer use it.
+# --------------------------------------------------------------------------------------------------------------------
+COMFORT_NOT_AVAILABLE: float = -1.0

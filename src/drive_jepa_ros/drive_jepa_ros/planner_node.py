@@ -50,7 +50,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Float64, Header
 from visualization_msgs.msg import MarkerArray
 
-from drive_jepa_core.constants import TRAJ_DT
+from drive_jepa_core.constants import COMFORT_NOT_AVAILABLE, TRAJ_DT
 from drive_jepa_core.geometry import local_to_global
 from drive_jepa_core.replay.pairing import InputPairer, PairedInput, SkipReason
 from drive_jepa_core.runtime.planner import NonFiniteOutputError, Planner, PlanResult
@@ -86,7 +86,6 @@ _RESET_REASONS = {
 _VALID_COMMANDS = (DrivingCommand.LEFT, DrivingCommand.STRAIGHT, DrivingCommand.RIGHT)
 # "Not available" for a comfort score (no momentum this cycle): the convention of CandidateTrajectory.msg and
 # SelectionState.msg, outside the {0, 1} range of real scores, so no published float is NaN.
-COMFORT_NOT_AVAILABLE = -1.0
 # Skip reasons of the shared input pairing -> the node's failsafe faults (diagnostics).
 _PAIRING_FAULTS = {
     SkipReason.NO_PREVIOUS_FRAME: Fault.NO_PREVIOUS_FRAME,

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from drive_jepa_core.constants import DEFAULT_IMAGE_HEIGHT, DEFAULT_IMAGE_WIDTH, SIM_DT, TRAJ_DT
+from drive_jepa_core.constants import COMFORT_NOT_AVAILABLE, DEFAULT_IMAGE_HEIGHT, DEFAULT_IMAGE_WIDTH, SIM_DT, TRAJ_DT
 from drive_jepa_core.geometry import local_to_global
 from drive_jepa_core.replay.pairing import SkipReason
 from drive_jepa_core.scene.format import CameraCalibration
@@ -759,9 +759,8 @@ class BagWriter:
 
         # No published float is NaN (CandidateTrajectory.msg / SelectionState.msg, as the node): a comfort score that
         # does not exist (no momentum this cycle) is -1.0, a missing interval 0.0.
-        comfort_not_available = -1.0
         comfort = np.asarray(plan.comfort_scores, dtype=np.float32)
-        comfort = np.where(np.isfinite(comfort), comfort, np.float32(comfort_not_available)).astype(np.float32)
+        comfort = np.where(np.isfinite(comfort), comfort, np.float32(COMFORT_NOT_AVAILABLE)).astype(np.float32)
         interval = float(plan.interval) if math.isfinite(float(plan.interval)) else 0.0
         state = make_message(
             SELECTION_STATE, header=header, momentum_valid=bool(plan.valid),
