@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 import shapely
 from scene_builders import busy_road, curved_road, junction
 
@@ -13,6 +14,7 @@ from drive_jepa_core.metrics.map_query import (
     BoxGrid,
     PolygonIndex,
     PolylineThresholdIndex,
+    RankBitmap,
     polygons_from_corners,
     popcount,
     rect_gap,
@@ -141,3 +143,18 @@ def test_relative_angle_ahead_behind_and_coincident():
     np.testing.assert_allclose(relative_angle(pose, np.array([1.0, -5.0])), np.pi)
     np.testing.assert_allclose(relative_angle(pose, np.array([4.0, 2.0])), np.pi / 2)
     assert np.isnan(relative_angle(pose, pose[:2]))
+
+
+def test_rank_bitmap_membership_and_rank():
+    members = np.array([0, 3, 63, 64, 65, 200])
+    bitmap = RankBitmap(members, 201)
+    values = np.array([0, 1, 3, 63, 64, 65, 66, 199, 200])
+    present, rank = bitmap.contains(values), bitmap.rank(values)
+    assert present.tolist() == [True, False, True, True, True, True, False, False, True]
+    # rank = number of members below the value (a member's position in the sorted list)
+    assert rank[present].tolist() == [0, 1, 2, 3, 4, 5]
+    assert rank[~present].tolist() == [1, 5, 5]
+    with pytest.raises(IndexError):
+        RankBitmap(np.array([201]), 201)
+    with pytest.raises(ValueError):
+        RankBitmap(np.array([5, 5]), 10)

@@ -87,6 +87,54 @@ def popcount(words: np.ndarray) -> np.ndarray:
     return np.bitwise_count(words).sum(axis=-1, dtype=np.int64)
 
 
+def smallest_uint(max_value: int) -> type[np.unsignedinteger]:
+    """The smallest unsigned integer dtype holding ``0 … max_value``."""
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if max_value <= np.iinfo(dtype).max:
+            return dtype
+    return np.uint64
+
+
+def smallest_index(max_value: int) -> type[np.signedinteger]:
+    """int32 when ``0 … max_value`` fits (indices and offsets), else int64."""
+    return np.int32 if max_value <= np.iinfo(np.int32).max else np.int64
+
+
+class RankBitmap:
+    """A sorted set of integers in ``[0, size)`` as packed bits plus per-word prefix counts (a succinct rank index).
+
+    :meth:`contains` (membership) and :meth:`rank` (the number of members below a value, i.e. a member's position in
+    the sorted member list) are O(1), at ~1.5 bits per possible value instead of a dense per-value array.
+
+    Args:
+        members: ``(M,)`` distinct integers in ``[0, size)``; size: the universe size.
+    """
+
+    def __init__(self, members: np.ndarray, size: int) -> None:
+        members = np.asarray(members, dtype=np.int64).reshape(-1)
+        if members.size and (members.min() < 0 or members.max() >= size):
+            raise IndexError(f"members outside [0, {size})")
+        num_words = _bit_words(size)
+        flags = np.zeros(num_words * 64, dtype=bool)
+        flags[members] = True
+        self.size = int(size)
+        self.words = np.packbits(flags, bitorder="little").view("<u8").astype(np.uint64, copy=False)
+        counts = np.bitwise_count(self.words).astype(np.int64)
+        if int(counts.sum()) != members.size:
+            raise ValueError("members must be distinct")
+        self.prefix = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(smallest_index(members.size))
+
+    def contains(self, values: np.ndarray) -> np.ndarray:
+        """``(N,)`` bool: which int values ``(N,)`` in ``[0, size)`` are members."""
+        return ((self.words[values >> 6] >> (values & 63).astype(np.uint64)) & np.uint64(1)).astype(bool)
+
+    def rank(self, values: np.ndarray) -> np.ndarray:
+        """``(N,)`` int64: number of members below each value (a member's position in the sorted member list)."""
+        word_index = values >> 6
+        below = self.words[word_index] & ((np.uint64(1) << (values & 63).astype(np.uint64)) - np.uint64(1))
+        return self.prefix[word_index].astype(np.int64) + np.bitwise_count(below)
+
+
 def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Unique rows of a ``(N, W)`` uint64 array (sorted, the all-zero row first) and the inverse index (N,).
 
@@ -252,9 +300,22 @@ class PolygonIndex:
         if np.any(table[0] != 0):  # pragma: no cover - np.unique sorts the all-zero row first
             raise RuntimeError("empty polygon set is not the first interned row")
         self._table = table
-        self._full_sid = full_sid[1:].astype(np.int32)
         cand_rows, cand_sid = _unique_rows(np.concatenate([np.zeros((1, self.words), np.uint64), cand]))
-        self._cand_sid = cand_sid[1:].astype(np.int32)
+        del full, cand
+        # One id per cell for its (full set, candidate set) pair, in the smallest dtype (the cells dominate the
+        # index's memory); the pair tables map it back and are tiny. Candidate set 0 is the empty set.
+        pair_key = full_sid[1:].astype(np.int64) * len(cand_rows) + cand_sid[1:]
+        if len(table) * len(cand_rows) <= 4 * pair_key.size:  # dense relabelling, O(cells) (no sort)
+            used = np.zeros(len(table) * len(cand_rows), dtype=bool)
+            used[pair_key] = True
+            pairs = np.flatnonzero(used)
+            label = np.cumsum(used) - 1
+            cell_pair = label[pair_key]
+        else:
+            pairs, cell_pair = np.unique(pair_key, return_inverse=True)
+        self._cell_pair = cell_pair.reshape(-1).astype(smallest_uint(pairs.size - 1))
+        self._pair_full = pairs // len(cand_rows)
+        self._pair_cand = pairs % len(cand_rows)
         # Candidate lists (CSR) per interned candidate set.
         members = [np.flatnonzero(self._unpack(row)) for row in cand_rows]
         self._cand_len = np.array([len(m) for m in members], dtype=np.int64)
@@ -316,8 +377,9 @@ class PolygonIndex:
         np.clip(fx, 0.0, grid.nx - 1, out=fx)
         np.clip(fy, 0.0, grid.ny - 1, out=fy)
         cell = fy.astype(np.int32) * np.int32(grid.nx) + fx.astype(np.int32)  # truncation = floor (>= 0)
-        set_id = self._full_sid[cell].astype(np.int64)
-        cand_id = self._cand_sid[cell]
+        pair = self._cell_pair[cell]
+        set_id = self._pair_full[pair]
+        cand_id = self._pair_cand[pair]
         todo = np.flatnonzero(cand_id)
         table = self._table
         rows = np.zeros((0, self.words), np.uint64)
@@ -447,15 +509,23 @@ class PolylineThresholdIndex:
         state = np.full(dist.shape, self._BAND, dtype=np.int8)
         state[dist + slack < self.threshold] = self._NEAR
         state[dist - slack > self.threshold] = self._FAR
-        self._state = state
-        # Candidate segments of the band cells (CSR over a compact band-cell numbering).
-        band_cells = np.flatnonzero(state == self._BAND)
-        self._band_slot = np.full(dist.shape, -1, dtype=np.int64)
-        self._band_slot[band_cells] = np.arange(band_cells.size)
+        # Only the near and band cells (a thin strip along the line) are stored: a rank bitmap over all cells
+        # finds a cell's position among them; every other cell is far.
+        nonfar = np.flatnonzero(state != self._FAR)
+        self._cells = RankBitmap(nonfar, state.size)
+        is_band = state[nonfar] == self._BAND
+        band_cells = nonfar[is_band]
+        # Per stored cell: its band slot (band cells numbered in cell order), or -1 for a near cell.
+        self._slot = np.where(is_band, np.cumsum(is_band) - 1, -1).astype(smallest_index(band_cells.size))
+        # Candidate segments of the band cells (CSR over the band slots).
         keep = state[cell] == self._BAND
-        key = np.unique(self._band_slot[cell[keep]] * self._a.shape[0] + seg[keep])
-        slot, self._cand_seg = key // self._a.shape[0], key % self._a.shape[0]
-        self._cand_ptr = np.concatenate([[0], np.cumsum(np.bincount(slot, minlength=band_cells.size))])
+        slot_of = np.searchsorted(band_cells, cell[keep])
+        num_seg = self._a.shape[0]
+        key = np.unique(slot_of * num_seg + seg[keep])
+        slot = key // num_seg
+        self._cand_seg = (key % num_seg).astype(smallest_index(num_seg))
+        self._cand_ptr = np.concatenate([[0], np.cumsum(np.bincount(slot, minlength=band_cells.size))]).astype(
+            smallest_index(key.size))
 
     def exceeds(self, xy: np.ndarray) -> np.ndarray:
         """``(...)`` bool: distance from each point of ``(..., 2)`` to the polyline is > threshold."""
@@ -467,11 +537,13 @@ class PolylineThresholdIndex:
         fx = np.clip((flat[:, 0] - grid.x0) * inv, 0.0, grid.nx - 1)
         fy = np.clip((flat[:, 1] - grid.y0) * inv, 0.0, grid.ny - 1)
         cell = fy.astype(np.int64) * grid.nx + fx.astype(np.int64)  # the grid's outer ring is far from the line
-        state = self._state[cell]
-        out = state == self._FAR
-        band = np.flatnonzero(state == self._BAND)
+        stored = self._cells.contains(cell)
+        out = ~stored  # cells not stored are far
+        idx = np.flatnonzero(stored)
+        slot = self._slot[self._cells.rank(cell[idx])]
+        band = idx[slot >= 0]
         if band.size:
-            slot = self._band_slot[cell[band]]
+            slot = slot[slot >= 0].astype(np.int64)
             start = self._cand_ptr[slot]
             counts = self._cand_ptr[slot + 1] - start
             pair_pt = np.repeat(np.arange(band.size), counts)
@@ -545,8 +617,9 @@ class BoxGrid:
         self._set_entries(f_idx, a_idx, pts, heading, radius, hl[f_idx, a_idx], hw[f_idx, a_idx])
         if f_idx.size == 0:
             self.cell, self.x0, self.y0, self.nx, self.ny = 1.0, 0.0, 0.0, 1, 1
-            self._cell_entries = np.zeros(0, dtype=np.int64)
-            self._ptr = np.zeros(num_frames + 1, dtype=np.int64)
+            self._cells = RankBitmap(np.zeros(0, np.int64), 1)
+            self._cell_entries = np.zeros(0, dtype=np.int32)
+            self._ptr = np.zeros(1, dtype=np.int32)
             return
         reach = self.reach  # (E,) incl. margin
         lo = (pts - reach[:, None]).min(axis=0)
@@ -576,9 +649,12 @@ class BoxGrid:
         keep = gx * gx + gy * gy <= (reach[ent] + 1e-6) ** 2
         ent, code = ent[keep], (f_idx[ent[keep]] * self.ny + cy[keep]) * self.nx + cx[keep]
         order = np.argsort(code, kind="stable")
-        self._cell_entries = ent[order]
-        counts = np.bincount(code, minlength=num_frames * self.ny * self.nx)
-        self._ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self._cell_entries = ent[order].astype(smallest_index(f_idx.size))
+        # CSR over the non-empty (frame, cell) codes only, found through a rank bitmap: a dense offset array over
+        # frames × cells would dominate the cache's memory.
+        codes, counts = np.unique(code, return_counts=True)
+        self._cells = RankBitmap(codes, num_frames * self.ny * self.nx)
+        self._ptr = np.concatenate([[0], np.cumsum(counts)]).astype(smallest_index(ent.size))
 
     def _set_entries(self, frame: np.ndarray, obj: np.ndarray, pts: np.ndarray, heading: np.ndarray,
                      radius: np.ndarray, hl: np.ndarray, hw: np.ndarray) -> None:
@@ -602,14 +678,15 @@ class BoxGrid:
         fx = np.clip((x - self.x0) * inv, 0.0, self.nx - 1)
         fy = np.clip((y - self.y0) * inv, 0.0, self.ny - 1)
         code = (frame * self.ny + fy.astype(np.int64)) * self.nx + fx.astype(np.int64)  # truncation = floor (>= 0)
-        start = self._ptr[code]
-        counts = self._ptr[code + 1] - start
-        hit = np.flatnonzero(counts)
+        hit = np.flatnonzero(self._cells.contains(code))
         if hit.size == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        start, counts = start[hit], counts[hit]
+        rank = self._cells.rank(code[hit])
+        start = self._ptr[rank].astype(np.int64)
+        counts = self._ptr[rank + 1] - start
         q = np.repeat(hit, counts)
         e = self._cell_entries[np.repeat(start - (np.cumsum(counts) - counts), counts) + np.arange(q.size)]
+        e = e.astype(np.int64)
         dx, dy = self.x[e] - x[q], self.y[e] - y[q]
         reach = self.reach[e]
         near = dx * dx + dy * dy <= reach * reach

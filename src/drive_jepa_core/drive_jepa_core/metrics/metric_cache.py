@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -464,10 +466,16 @@ class MetricCache:
     _oracle: dict[str, Any] = field(default_factory=dict, repr=False)  # the reference scorer's own per-scene memo
 
     @classmethod
-    def from_scene(cls, scene: Scene) -> MetricCache:
-        """Build the cache of ``scene`` (map index, centerline, observations, history, human future)."""
+    def from_scene(cls, scene: Scene, reference_memo: dict[str, tuple[float, float]] | None = None) -> MetricCache:
+        """Build the cache of ``scene`` (map index, centerline, observations, history, human future).
+
+        ``reference_memo``: a dict to hold the PDM-Closed reference progress of each version (see
+        :attr:`reference_progress`); passing the same dict to a rebuild of the same scene lets it skip PDM-Closed.
+        """
         if not isinstance(scene, Scene):
             raise TypeError(f"expected a Scene, got {type(scene).__name__}")
+        if reference_memo is not None and not isinstance(reference_memo, dict):
+            raise TypeError(f"reference_memo must be a dict, got {type(reference_memo).__name__}")
         scene.validate()
         ego7 = np.asarray(scene.ego_states[scene.t0_index], dtype=np.float64).copy()
         map_ctx = build_map_context(scene, ego7[:3])
@@ -484,7 +492,14 @@ class MetricCache:
             token=scene.token, log_name=scene.log_name, source=scene.source, ego_state7=ego7,
             initial_state=initial_state(ego7), map=map_ctx, observations=observations,
             human_history=history if history.shape[0] else None, human_future=future, scene=scene,
+            _reference=reference_memo if reference_memo is not None else {},
         )
+
+    @property
+    def reference_progress(self) -> Mapping[str, tuple[float, float]]:
+        """Read-only view of the PDM-Closed reference progress computed so far: version -> (raw progress, EP
+        multiplier) of the reference (filled by :func:`drive_jepa_core.metrics.scorer.reference_progress`)."""
+        return MappingProxyType(self._reference)
 
     def context(self, version: str) -> ScoringContext:
         """Scoring context of the log-replay observation of ``version`` with the human history."""

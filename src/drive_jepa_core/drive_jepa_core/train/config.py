@@ -71,7 +71,7 @@ class TrainSection:
     grid_mask_ratio: float = GRID_MASK_RATIO
     score_version: str = "v2"  # training score target: v2 EPDMS without EC (drive_jepa.md §5) | v1 PDMS
     score_workers: int = 0  # processes scoring proposals per training process (upstream: a 16-process pool)
-    score_cache_scenes: int = 128  # scoring caches kept per scoring process (~30 MB each for generated scenes)
+    score_cache_scenes: int = 1024  # scoring caches kept per scoring process (~3 MB each for generated scenes)
     cpu_threads: int = 0  # torch threads per process on CPU; 0 = cores / processes (OMP_NUM_THREADS wins if set)
     log_every: int = 10  # steps between JSONL records
     checkpoint_every: int = 0  # steps between resumable checkpoints; 0 = once per epoch

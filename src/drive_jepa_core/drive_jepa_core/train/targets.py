@@ -40,8 +40,8 @@ from drive_jepa_core.scene import load_scene
 
 STEPS_PER_POSE = round(TRAJ_DT / SIM_DT)  # 5 simulation steps of 0.1 s between 0.5 s waypoints
 _EGO_RADIUS = 0.5 * float(np.hypot(EGO_VEHICLE.length, EGO_VEHICLE.width))  # bounding disc of the ego box
-# MetricCaches kept per process: a generated scene's cache is ~30 MB (the scorer's grids), so 128 ≈ 4 GB.
-DEFAULT_CACHE_SCENES = 128
+# MetricCaches kept per process: a generated scene's cache is ~3 MB (the scorer's sparse grids), so 1024 ≈ 3 GB.
+DEFAULT_CACHE_SCENES = 1024
 
 
 @dataclass
@@ -56,10 +56,10 @@ class BatchTargets:
 class MetricCacheStore:
     """LRU of :class:`MetricCache` by scene path (scene files are read without camera frames).
 
-    A cache of a generated scene holds ~30 MB (the scorer's map, lane-keeping and object grids), so only
+    A cache of a generated scene holds ~3 MB (the scorer's map, lane-keeping and object grids), so only
     ``capacity`` are kept. What is expensive and tiny is kept for every scene seen: the PDM-Closed reference
-    progress (two floats per version, MetricCache's memo field ``_reference``), so a scene evicted and rebuilt later
-    skips the PDM-Closed planner (about half of the rebuild time).
+    progress (two floats per version, passed to MetricCache as ``reference_memo``), so a scene evicted and rebuilt
+    later skips the PDM-Closed planner (about half of the rebuild time).
     """
 
     def __init__(self, capacity: int = DEFAULT_CACHE_SCENES) -> None:
@@ -75,9 +75,9 @@ class MetricCacheStore:
         if cache is not None:
             self._items.move_to_end(key)
             return cache
-        cache = MetricCache.from_scene(load_scene(key, load_frames=False))
-        # Shared dict: reference_progress() fills it on first use and every later rebuild starts from it.
-        cache._reference = self._reference.setdefault(key, cache._reference)
+        # Shared dict: the cache fills it on first use and every later rebuild of this scene starts from it.
+        memo = self._reference.setdefault(key, {})
+        cache = MetricCache.from_scene(load_scene(key, load_frames=False), reference_memo=memo)
         self._items[key] = cache
         if len(self._items) > self.capacity:
             self._items.popitem(last=False)
