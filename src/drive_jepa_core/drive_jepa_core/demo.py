@@ -34,8 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="world seed offset of the test split and the bag")
     parser.add_argument("--model", type=Path, default=None,
                         help=f"trained planner (run dir or .safetensors); default: the shipped {DEMO_MODEL_DIR.name}")
-    parser.add_argument("--backend", default="onnxruntime", choices=("torch", "onnxruntime", "tensorrt"),
-                        help="runtime backend for the replay (default onnxruntime)")
+    parser.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "tensorrt"),
+                        help="runtime backend for the replay (default torch; onnxruntime/tensorrt cache their "
+                             "export next to the checkpoint)")
     parser.set_defaults(func=_run)
 
 
@@ -47,7 +48,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def run_demo(out: str | Path, num_scenes: int = 40, bag_seconds: float = 20.0, seed: int = 0,
-             model: str | Path | None = None, backend: str = "onnxruntime", progress: bool = True) -> dict[str, Any]:
+             model: str | Path | None = None, backend: str = "torch", progress: bool = True) -> dict[str, Any]:
     """Run the three demo stages; returns (and writes ``summary.json``) the headline numbers."""
     from drive_jepa_core.metrics.cli import score_scenes
     from drive_jepa_core.replay.bag_io import write_synthetic_bag

@@ -64,7 +64,7 @@ def _run(args: argparse.Namespace) -> int:
               + "  ".join(f"{k.upper()}={means[k]:.4f}" for k in keys))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=1, allow_nan=True))
+        args.out.write_text(json.dumps(json_clean(report), indent=1))  # NaN (undefined sub-score) -> null
         print(f"wrote {args.out}")
     return 0
 
