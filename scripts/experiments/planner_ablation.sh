@@ -11,11 +11,10 @@ cd "$ROOT"
 source scripts/env.sh
 export OMP_NUM_THREADS=1
 WORK="$1"; TEST="$2"; OUT="${3:-runs/ablation}"
-EPOCHS="${EPOCHS:-30}"
+EPOCHS="${EPOCHS:-15}"
 PRETRAIN_STEPS="${PRETRAIN_STEPS:-600}"
 mkdir -p "$OUT"
-common=(--config tiny --data "$WORK/train" --val "$WORK/val" --nproc 2 --no-progress
-        --set train.epochs="$EPOCHS" --set train.score_cache_scenes=400)
+common=(--config tiny --data "$WORK/train" --val "$WORK/val" --nproc 1 --no-progress --set train.epochs="$EPOCHS")
 
 [ -f "$OUT/no_mtd/model.safetensors" ] || drive-jepa train "${common[@]}" --out "$OUT/no_mtd" --set model.mtd=false
 [ -f "$OUT/perception_free/model.safetensors" ] || drive-jepa train "${common[@]}" --out "$OUT/perception_free" \
