@@ -80,3 +80,16 @@ def test_not_a_scene_file(tmp_path):
     bad.write_bytes(b"not a zip")
     with pytest.raises(SceneFormatError, match=r"bad\.npz"):
         load_scene(bad)
+
+
+def test_png_cache_encodes_shared_frames_once(tmp_path):
+    first = _tiny_scene()
+    first.extra = {"log_time": 10.0}
+    second = _tiny_scene()
+    second.extra = {"log_time": 10.5}  # same log, 0.5 s later: 11 of its 12 frames are the first scene's
+    second.camera_frames = np.concatenate([first.camera_frames[1:], first.camera_frames[-1:][:, ::-1]])
+    cache: dict = {}
+    save_scene(first, tmp_path / "a", png_cache=cache)
+    save_scene(second, tmp_path / "b", png_cache=cache)
+    assert len(cache) == 13
+    np.testing.assert_array_equal(load_scene(tmp_path / "b.npz").camera_frames, second.camera_frames)

@@ -285,10 +285,13 @@ _RAGGED_FIELDS = ("map_polygons", "lane_centerlines", "lane_left_boundaries", "l
 _META_FIELDS = ("token", "log_name", "split", "source", "command", "t0_index", "route_roadblock_ids")
 
 
-def save_scene(scene: Scene, path: str | Path) -> Path:
-    """Write ``scene`` to ``path`` (``.npz`` appended if missing). Validates first."""
-    import cv2
+def save_scene(scene: Scene, path: str | Path, png_cache: dict[tuple[str, int], np.ndarray] | None = None) -> Path:
+    """Write ``scene`` to ``path`` (``.npz`` appended if missing). Validates first.
 
+    ``png_cache``: optional dict shared by the scenes of one log; a frame already encoded for an earlier scene (same
+    ``log_name`` and absolute log time ``t0 + camera_timestamps[i]``, with ``extra["log_time"]`` = the scene's t0 in
+    its log) is reused instead of encoded again. Scenes without ``log_time`` are always encoded.
+    """
     scene.validate()
     path = Path(path)
     if path.suffix != ".npz":
@@ -308,17 +311,33 @@ def save_scene(scene: Scene, path: str | Path) -> Path:
         points, splits = _pack_ragged(getattr(scene, name))
         arrays[f"{name}_points"], arrays[f"{name}_splits"] = points, splits
     if scene.camera_frames is not None:
+        log_time = scene.extra.get("log_time") if png_cache is not None else None
         for i, frame in enumerate(scene.camera_frames):
-            ok, buf = cv2.imencode(".png", frame[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1])
-            if not ok:
-                raise SceneFormatError(f"could not PNG-encode camera frame {i} of scene {scene.token}")
-            arrays[f"camera_png_{i}"] = buf.reshape(-1)
+            key = None
+            if isinstance(log_time, (int, float)):
+                # frames are on a 10 Hz grid: key by the log step so float noise cannot split one frame in two
+                key = (scene.log_name, int(round((float(log_time) + float(scene.camera_timestamps[i])) / SIM_DT)))
+            encoded = png_cache.get(key) if key is not None else None
+            if encoded is None:
+                encoded = _encode_png(frame, f"camera frame {i} of scene {scene.token}")
+                if key is not None:
+                    png_cache[key] = encoded
+            arrays[f"camera_png_{i}"] = encoded
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
     tmp.replace(path)  # atomic: a crashed writer never leaves a half scene behind
     return path
+
+
+def _encode_png(frame: np.ndarray, what: str) -> np.ndarray:
+    import cv2
+
+    ok, buf = cv2.imencode(".png", frame[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise SceneFormatError(f"could not PNG-encode {what}")
+    return buf.reshape(-1)
 
 
 def load_scene(path: str | Path, load_frames: bool = True) -> Scene:

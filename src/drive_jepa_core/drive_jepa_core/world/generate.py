@@ -55,8 +55,9 @@ def generate_log_scenes(world_seed: int, split: str, out_dir: str | Path, max_sc
             camera = default_front_camera()
         renderer = make_renderer(log, camera)
     rows = []
+    png_cache: dict = {}  # the scenes of one log share most frames: encode each once
     for scene in cut_scenes(log, split, renderer=renderer, camera=camera, t0_indices=t0s):
-        path = save_scene(scene, Path(out_dir) / f"{scene.token}.npz")
+        path = save_scene(scene, Path(out_dir) / f"{scene.token}.npz", png_cache=png_cache)
         rows.append({"token": scene.token, "file": path.name, "log_name": scene.log_name, "world_seed": world_seed,
                      "log_step": scene.extra["log_step"], "command": scene.command_name})
     return rows
