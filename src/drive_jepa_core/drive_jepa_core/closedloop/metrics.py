@@ -66,7 +66,7 @@ from drive_jepa_core.world.idm import EXPERT_IDM
 from drive_jepa_core.world.log import WorldFrame, WorldLog
 from drive_jepa_core.world.polyline import arclength
 from drive_jepa_core.world.road_network import RoadMap, Route
-from drive_jepa_core.world.scenes import AGENT_RADIUS, SOURCE, command_at, log_name
+from drive_jepa_core.world.scenes import SOURCE, agents_near_ego, command_at, log_name
 
 ROUTE_DEVIATION_LIMIT = 30.0  # m; CARLA leaderboard's route-deviation test (scenario_runner InRouteTest offroad_max)
 PROJECTION_WINDOW = (-10.0, 40.0)  # m around the last route position searched when projecting (no jumps to a
@@ -468,16 +468,14 @@ def episode_scene(log: WorldLog, step: int, command: int, split: str = "closedlo
         raise ValueError(f"step {step} needs log steps up to {hi} but the log has 0..{log.num_steps - 1}")
     window = slice(lo, hi + 1)
     ego = log.ego_states[window].copy()
-    valid = log.agent_valid[window]
-    dist = np.hypot(log.agent_states[window, :, 0] - ego[:, None, 0], log.agent_states[window, :, 1] - ego[:, None, 1])
-    keep = np.any(valid & (dist < AGENT_RADIUS), axis=0)
+    keep = agents_near_ego(log, window, ego)
     scene = Scene(
         token=f"{log_name(log.seed)}_closedloop_t{step:04d}", log_name=log_name(log.seed), split=split,
         source=SOURCE, command=int(command),
         timestamps=np.round((np.arange(lo, hi + 1) - step) * SIM_DT, 6), t0_index=step - lo, ego_states=ego,
         agent_ids=log.agent_ids[keep].copy(), agent_types=log.agent_types[keep].copy(),
         agent_sizes=log.agent_sizes[keep].copy(), agent_states=log.agent_states[window][:, keep].copy(),
-        agent_valid=valid[:, keep].copy(), **log.road_map.scene_map_fields(log.route),
+        agent_valid=log.agent_valid[window][:, keep].copy(), **log.road_map.scene_map_fields(log.route),
         traffic_light_lane_ids=log.light_lane_ids.copy(), traffic_light_status=log.light_status[window].copy(),
         camera=None, camera_timestamps=np.zeros(0), camera_frames=None,
         extra={"world_seed": int(log.seed), "log_step": int(step), "closed_loop": True},

@@ -125,6 +125,14 @@ def camera_steps(t0_index: int) -> list[int]:
     return [t0_index + int(round(o / SIM_DT)) for o in CAMERA_OFFSETS]
 
 
+def agents_near_ego(log: WorldLog, window: slice, ego: np.ndarray) -> np.ndarray:
+    """``(A,)`` bool: agents seen within ``AGENT_RADIUS`` of the ego (``ego`` = ``log.ego_states[window]``) at any
+    step of ``window``."""
+    valid = log.agent_valid[window]
+    dist = np.hypot(log.agent_states[window, :, 0] - ego[:, None, 0], log.agent_states[window, :, 1] - ego[:, None, 1])
+    return np.any(valid & (dist < AGENT_RADIUS), axis=0)
+
+
 def cut_scene(log: WorldLog, t0_index: int, split: str, camera: CameraCalibration | None = None,
               frames: dict[int, np.ndarray] | None = None) -> Scene:
     """The scene at log step ``t0_index``; ``frames`` maps log steps to rendered images (None = no camera)."""
@@ -133,10 +141,7 @@ def cut_scene(log: WorldLog, t0_index: int, split: str, camera: CameraCalibratio
         raise ValueError(f"t0_index={t0_index} needs steps {lo}..{hi} but the log has 0..{log.num_steps - 1}")
     window = slice(lo, hi + 1)
     ego = log.ego_states[window].copy()
-    # agents seen within AGENT_RADIUS of the ego at any step of the window
-    valid = log.agent_valid[window]
-    dist = np.hypot(log.agent_states[window, :, 0] - ego[:, None, 0], log.agent_states[window, :, 1] - ego[:, None, 1])
-    keep = np.any(valid & (dist < AGENT_RADIUS), axis=0)
+    keep = agents_near_ego(log, window, ego)
     command = command_at(log.road_map, log.route, int(log.ego_lane_ids[t0_index]), ego[HISTORY_STEPS, :2],
                          float(ego[HISTORY_STEPS, 3]))
     cam_steps = camera_steps(t0_index)
@@ -155,7 +160,7 @@ def cut_scene(log: WorldLog, t0_index: int, split: str, camera: CameraCalibratio
         ego_states=ego,
         agent_ids=log.agent_ids[keep].copy(), agent_types=log.agent_types[keep].copy(),
         agent_sizes=log.agent_sizes[keep].copy(), agent_states=log.agent_states[window][:, keep].copy(),
-        agent_valid=valid[:, keep].copy(),
+        agent_valid=log.agent_valid[window][:, keep].copy(),
         **log.road_map.scene_map_fields(log.route),
         traffic_light_lane_ids=log.light_lane_ids.copy(), traffic_light_status=log.light_status[window].copy(),
         camera=camera if frames is not None else None, camera_timestamps=cam_times, camera_frames=cam_frames,
