@@ -18,7 +18,8 @@ common=(--config tiny --data "$WORK/train" --val "$WORK/val" --nproc 1 --no-prog
 
 [ -f "$OUT/no_mtd/model.safetensors" ] || drive-jepa train "${common[@]}" --out "$OUT/no_mtd" --set model.mtd=false
 [ -f "$OUT/perception_free/model.safetensors" ] || drive-jepa train "${common[@]}" --out "$OUT/perception_free" \
-  --set model.variant=perception_free --set model.mtd=false
+  --set model.variant=perception_free --set model.mtd=false \
+  --set "model.planner={d_model: 64, d_ffn: 128, num_heads: 4, head_hidden: 128}"  # tiny widths, no proposal keys
 drive-jepa pretrain --data "$WORK/train" --out "$OUT/pretrain" --steps "$PRETRAIN_STEPS" --no-progress
 [ -f "$OUT/mtd_pretrained/model.safetensors" ] || drive-jepa train "${common[@]}" --out "$OUT/mtd_pretrained" \
   --set model.encoder_checkpoint="$OUT/pretrain"
