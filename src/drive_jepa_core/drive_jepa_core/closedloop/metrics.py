@@ -64,7 +64,7 @@ from drive_jepa_core.scene.format import DYNAMIC_AGENT_TYPES, AgentType, MapLaye
 from drive_jepa_core.sim.constants import STATE_DIM, StateIndex
 from drive_jepa_core.world.idm import EXPERT_IDM
 from drive_jepa_core.world.log import WorldFrame, WorldLog
-from drive_jepa_core.world.polyline import arclength
+from drive_jepa_core.world.polyline import arclength, closest_segment_point
 from drive_jepa_core.world.road_network import RoadMap, Route
 from drive_jepa_core.world.scenes import SOURCE, agents_near_ego, command_at, log_name
 
@@ -164,23 +164,13 @@ class RouteReference:
         """Arclength and distance of ``xy`` ``(2,)`` on the line; with ``s_hint`` only segments within
         :data:`PROJECTION_WINDOW` of it are searched."""
         xy = np.asarray(xy, dtype=np.float64)[:2]
-        a, b = self.points[:-1], self.points[1:]
+        idx = np.arange(len(self.points) - 1)
         if s_hint is not None:
             keep = (self.s[1:] >= s_hint + PROJECTION_WINDOW[0]) & (self.s[:-1] <= s_hint + PROJECTION_WINDOW[1])
             if np.any(keep):
                 idx = np.flatnonzero(keep)
-                a, b = a[idx], b[idx]
-            else:
-                idx = np.arange(len(a))
-        else:
-            idx = np.arange(len(a))
-        ab = b - a
-        len2 = np.maximum(np.einsum("ij,ij->i", ab, ab), 1e-12)
-        t = np.clip(np.einsum("ij,ij->i", xy - a, ab) / len2, 0.0, 1.0)
-        foot = a + t[:, None] * ab
-        d2 = np.einsum("ij,ij->i", xy - foot, xy - foot)
-        i = int(np.argmin(d2))
-        return float(self.s[idx[i]] + t[i] * np.sqrt(len2[i])), float(np.sqrt(d2[i]))
+        k, t, seg_len, dist = closest_segment_point(self.points[idx], self.points[idx + 1], xy)
+        return float(self.s[idx[k]] + t * seg_len), dist
 
     def segment_at(self, s: float) -> int:
         return int(np.clip(np.searchsorted(self.s, s, side="right") - 1, 0, len(self.segment_lane) - 1))

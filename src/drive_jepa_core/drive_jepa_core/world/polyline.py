@@ -112,18 +112,29 @@ def transition_curve(p0: np.ndarray, h0: float, p1: np.ndarray, h1: float, spaci
     return resample(curve, spacing)
 
 
-def project_point(points: np.ndarray, s: np.ndarray, xy: np.ndarray) -> tuple[float, float]:
-    """Arclength and signed lateral offset (left positive) of ``xy`` projected on a polyline."""
-    a, b = points[:-1], points[1:]
+def closest_segment_point(a: np.ndarray, b: np.ndarray, xy: np.ndarray) -> tuple[int, float, float, float]:
+    """Closest point to ``xy`` ``(2,)`` on the segments ``a[k] -> b[k]`` (``(K, 2)`` each).
+
+    Returns:
+        ``(k, t, segment_length, distance)``: the segment, the fraction along it in [0, 1], its length and the
+        distance from ``xy`` to the closest point.
+    """
     ab = b - a
     len2 = np.maximum(np.einsum("ij,ij->i", ab, ab), 1e-12)
     t = np.clip(np.einsum("ij,ij->i", xy - a, ab) / len2, 0.0, 1.0)
     foot = a + t[:, None] * ab
     d2 = np.einsum("ij,ij->i", xy - foot, xy - foot)
-    i = int(np.argmin(d2))
-    seg_len = np.sqrt(len2[i])
-    lateral = (ab[i, 0] * (xy[1] - a[i, 1]) - ab[i, 1] * (xy[0] - a[i, 0])) / seg_len
-    return float(s[i] + t[i] * seg_len), float(lateral)
+    k = int(np.argmin(d2))
+    return k, float(t[k]), float(np.sqrt(len2[k])), float(np.sqrt(d2[k]))
+
+
+def project_point(points: np.ndarray, s: np.ndarray, xy: np.ndarray) -> tuple[float, float]:
+    """Arclength and signed lateral offset (left positive) of ``xy`` projected on a polyline."""
+    a, b = points[:-1], points[1:]
+    i, t, seg_len, _ = closest_segment_point(a, b, xy)
+    ab = b[i] - a[i]
+    lateral = (ab[0] * (xy[1] - a[i, 1]) - ab[1] * (xy[0] - a[i, 0])) / seg_len
+    return float(s[i] + t * seg_len), float(lateral)
 
 
 def smootherstep(x: np.ndarray) -> np.ndarray:
