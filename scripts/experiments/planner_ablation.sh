@@ -1,43 +1,64 @@
 #!/usr/bin/env bash
-# Issue-3 comparison at equal budget on the held-out test split (numbers go into the issue note):
+# Issue-3 comparison at equal fine-tuning budget on the held-out test split (numbers go into the issue note):
 #   constant velocity | perception-free decoder | proposal planner without MTD | with MTD (random encoder)
-#   | with MTD + V-JEPA-pretrained encoder (pretrained on the training video, no labels).
-# Reuses the data of scripts/train_demo_model.sh (WORK_DIR); the "with MTD" arm is that script's run.
-#   bash scripts/experiments/planner_ablation.sh WORK_DIR TEST_SCENES_DIR [OUT_DIR]
+#   | with MTD + V-JEPA-pretrained encoder (pretrained on the training split's video, no labels).
+# Training data as made by scripts/train_demo_model.sh (scenes with pseudo-teachers); the "mtd" arm is the recipe of
+# the shipped demo model.
+#   bash scripts/experiments/planner_ablation.sh TRAIN_DIR VAL_DIR TEST_DIR [OUT_DIR]
+# ARMS="mtd no_mtd" runs a subset (e.g. two invocations side by side on 2 cores); finished arms are skipped, and the
+# table is rebuilt from whatever evaluations exist.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 # shellcheck disable=SC1091
 source scripts/env.sh
 export OMP_NUM_THREADS=1
-WORK="$1"; TEST="$2"; OUT="${3:-runs/ablation}"
-EPOCHS="${EPOCHS:-15}"
-PRETRAIN_STEPS="${PRETRAIN_STEPS:-600}"
+TRAIN="$1"; VAL="$2"; TEST="$3"; OUT="${4:-runs/ablation}"
+EPOCHS="${EPOCHS:-20}"
+PRETRAIN_DATA="${PRETRAIN_DATA:-$TRAIN}"  # any split-train video; no labels are used
+PRETRAIN_STEPS="${PRETRAIN_STEPS:-1200}"
+ARMS="${ARMS:-constant_velocity mtd no_mtd perception_free mtd_pretrained}"
 mkdir -p "$OUT"
-common=(--config tiny --data "$WORK/train" --val "$WORK/val" --nproc 1 --no-progress --set train.epochs="$EPOCHS")
+common=(--config tiny --data "$TRAIN" --val "$VAL" --nproc 1 --no-progress --set train.epochs="$EPOCHS")
 
-[ -f "$OUT/no_mtd/model.safetensors" ] || drive-jepa train "${common[@]}" --out "$OUT/no_mtd" --set model.mtd=false
-[ -f "$OUT/perception_free/model.safetensors" ] || drive-jepa train "${common[@]}" --out "$OUT/perception_free" \
-  --set model.variant=perception_free --set model.mtd=false \
-  --set "model.planner={d_model: 64, d_ffn: 128, num_heads: 4, head_hidden: 128}"  # tiny widths, no proposal keys
-drive-jepa pretrain --data "$WORK/train" --out "$OUT/pretrain" --steps "$PRETRAIN_STEPS" --no-progress
-[ -f "$OUT/mtd_pretrained/model.safetensors" ] || drive-jepa train "${common[@]}" --out "$OUT/mtd_pretrained" \
-  --set model.encoder_checkpoint="$OUT/pretrain"
+train_arm() {  # ARM [--set …]: train once, then evaluate the best validation checkpoint on the test split
+  local arm="$1"; shift
+  [ -f "$OUT/$arm/model.safetensors" ] || drive-jepa train "${common[@]}" --out "$OUT/$arm" "$@"
+  [ -f "$OUT/eval_$arm/metrics.json" ] || drive-jepa eval --model "$OUT/$arm" --best --scenes "$TEST" \
+    --out "$OUT/eval_$arm" --no-progress
+}
 
-drive-jepa eval --agent constant-velocity --scenes "$TEST" --out "$OUT/eval_constant_velocity" --no-progress
-for arm in perception_free no_mtd mtd_pretrained; do
-  drive-jepa eval --model "$OUT/$arm" --best --scenes "$TEST" --out "$OUT/eval_$arm" --no-progress
+for arm in $ARMS; do
+  case "$arm" in
+    constant_velocity)
+      [ -f "$OUT/eval_$arm/metrics.json" ] || drive-jepa eval --agent constant-velocity --scenes "$TEST" \
+        --out "$OUT/eval_$arm" --no-progress ;;
+    mtd) train_arm mtd ;;
+    no_mtd) train_arm no_mtd --set model.mtd=false ;;
+    perception_free)  # tiny widths; the proposal-only planner keys do not apply
+      train_arm perception_free --set model.variant=perception_free --set model.mtd=false \
+        --set "model.planner={d_model: 64, d_ffn: 128, num_heads: 4, head_hidden: 128}" ;;
+    mtd_pretrained)
+      [ -f "$OUT/pretrain/target_encoder.safetensors" ] || drive-jepa pretrain \
+        --data "$PRETRAIN_DATA" --out "$OUT/pretrain" --steps "$PRETRAIN_STEPS" --no-progress
+      train_arm mtd_pretrained --set model.encoder_checkpoint="$OUT/pretrain" ;;
+    *) echo "unknown arm $arm" >&2; exit 2 ;;
+  esac
 done
-drive-jepa eval --model "$WORK/run" --best --scenes "$TEST" --out "$OUT/eval_mtd" --no-progress
+
 python - "$OUT" <<'PY'
-import json, sys, pathlib
+import json, pathlib, sys
 out = pathlib.Path(sys.argv[1])
 rows = []
 for arm in ("constant_velocity", "perception_free", "no_mtd", "mtd", "mtd_pretrained"):
-    p = out / f"eval_{arm}" / "metrics.json"
-    if p.exists():
-        m = json.loads(p.read_text())
-        rows.append({"arm": arm, **{k: m["summary"].get(k) for k in ("pdms", "epdms", "diversity")}})
+    path = out / f"eval_{arm}" / "metrics.json"
+    if path.exists():
+        summary = json.loads(path.read_text())["summary"]
+        rows.append({"arm": arm, **{k: summary.get(k) for k in ("pdms", "epdms", "diversity")},
+                     "v2": summary.get("v2"), "num_scenes": summary.get("num_scenes")})
 (out / "ablation.json").write_text(json.dumps(rows, indent=2))
-print(json.dumps(rows))
+print("| arm | PDMS | EPDMS | D |\n|---|---|---|---|")
+for r in rows:
+    d = "" if r["diversity"] is None else f"{r['diversity']:.3f}"
+    print(f"| {r['arm']} | {r['pdms']:.3f} | {r['epdms']:.3f} | {d} |")
 PY

@@ -9,7 +9,8 @@ import pytest
 import torch
 from _train_scenes import write_scenes
 
-from drive_jepa_core.train.checkpoint import load_planner, load_training_state, read_planner_spec
+from drive_jepa_core.models.planner_config import DEFAULT_POSE_SCALE, LEGACY_POSE_SCALE
+from drive_jepa_core.train.checkpoint import ModelSpec, load_planner, load_training_state, read_planner_spec
 from drive_jepa_core.train.cli import register
 from drive_jepa_core.train.config import TrainConfig, load_train_config
 from drive_jepa_core.train.dataset import teachers_path
@@ -57,9 +58,13 @@ def test_train_steps_checkpoint_and_resume(scenes, tmp_path):
     # Saved planner: spec in the header, loads strictly, runs.
     spec, extra = read_planner_spec(run)
     assert spec.variant == "proposal" and spec.image_size == (128, 64) and extra["step"] == 3
+    assert tuple(spec.planner["pose_scale"]) == DEFAULT_POSE_SCALE
     model, _ = load_planner(run)
     out = model(torch.zeros(1, 3, 2, 64, 128), torch.zeros(1, 11), torch.eye(3, 4)[None])
     assert out["proposals"].shape == (1, 4, 8, 3) and torch.isfinite(out["scores"]).all()
+    # A spec written before the heads had an output scale decoded metres directly: it loads with scale 1.
+    legacy = {k: v for k, v in spec.to_json()["planner"].items() if k != "pose_scale"}
+    assert ModelSpec.from_json({**spec.to_json(), "planner": legacy}).planner_config().pose_scale == LEGACY_POSE_SCALE
     # Checkpoint round trip: weights and optimizer state come back exactly.
     trainer = Trainer(_config("train.max_steps=5"), scenes, run, resume=True, progress=False)
     assert trainer.step == 3 and trainer.epoch == 1  # 2 steps per epoch: epoch 0 done, epoch 1 half way

@@ -33,17 +33,21 @@ class MLP(nn.Module):
 
 
 class TrajectoryHead(nn.Module):
-    """Decode one pose per waypoint token: ``(B, Np·M, C)`` → ``(B, Np, M, 3)`` (x, y, raw heading)."""
+    """Decode one pose per waypoint token: ``(B, Np·M, C)`` → ``(B, Np, M, 3)`` (x m, y m, raw heading rad).
+
+    The MLP's output is in units of ``config.pose_scale`` (see :data:`planner_config.DEFAULT_POSE_SCALE`).
+    """
 
     def __init__(self, config: PlannerConfig) -> None:
         super().__init__()
         self.num_proposals, self.num_poses = config.num_proposals, config.num_poses
         self.mlp = MLP(config.d_model, config.head_hidden, POSE_DIM)
+        self.register_buffer("pose_scale", torch.tensor(config.pose_scale, dtype=torch.float32), persistent=False)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         # Metric poses in fp32 even under mixed precision: bf16 resolves only 0.25 m at 50 m.
         with torch.autocast(device_type=tokens.device.type, enabled=False):
-            poses = self.mlp(tokens.to(self.mlp.layers[0].weight.dtype))
+            poses = self.mlp(tokens.to(self.mlp.layers[0].weight.dtype)) * self.pose_scale.to(tokens.device)
         return poses.reshape(tokens.shape[0], self.num_proposals, self.num_poses, POSE_DIM)
 
 

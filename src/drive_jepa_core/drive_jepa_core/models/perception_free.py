@@ -2,7 +2,7 @@
 
 Encoder tokens as a ``H' × W'`` map → AvgPool 2×2 → Linear(D → C) (128 tokens at 256×512), plus one ego-status token
 Linear(8 → C), plus a learned position embedding (129 key/value tokens) → ``nn.Transformer`` (3 + 3 layers,
-post-norm) with learned queries → MLP → (x, y, heading = tanh·π).
+post-norm) with learned queries → MLP → (x, y in units of ``config.pose_scale``, heading = tanh·π).
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ class PerceptionFreePlanner(nn.Module):
         self.poses_per_query = config.num_poses // config.num_queries
         self.head = nn.Sequential(nn.Linear(d, config.head_hidden), nn.ReLU(),
                                   nn.Linear(config.head_hidden, self.poses_per_query * POSE_DIM))
+        self.register_buffer("xy_scale", torch.tensor(config.pose_scale[:2], dtype=torch.float32), persistent=False)
 
     def forward(self, images: torch.Tensor, ego_status: torch.Tensor,
                 ego2image: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -84,5 +85,5 @@ class PerceptionFreePlanner(nn.Module):
         decoded = self.transformer(keys, queries)  # (B, Nq, C)
         poses = self.head(decoded).reshape(B, self.config.num_poses, POSE_DIM)
         heading = torch.tanh(poses[..., 2:]) * math.pi
-        trajectory = torch.cat([poses[..., :2], heading], dim=-1)
+        trajectory = torch.cat([poses[..., :2] * self.xy_scale, heading], dim=-1)
         return {"trajectory": trajectory, "proposals": trajectory[:, None]}

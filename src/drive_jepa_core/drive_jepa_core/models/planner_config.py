@@ -15,6 +15,17 @@ POSE_DIM = 3  # (x, y, heading) in the current rear-axle frame (drive_jepa.md §
 # The perception-free model uses the 8 informative ego-status entries: velocity, acceleration, command (§2.2, §8).
 # In the (11,) layout [x, y, heading, vx, vy, ax, ay, command(4)] these are indices 3..10; the pose is (0, 0, 0).
 EGO_STATUS_INFORMATIVE = slice(3, EGO_STATUS_DIM)
+# Units of the trajectory heads' raw output (x m, y m, heading rad). Upstream decodes metres directly (scale 1) and
+# trains ~100k steps; at a CPU budget of a few hundred Adam steps the last Linear after LayerNorm'd features cannot
+# grow to 30-40 m, and every proposal saturated near 9 m ahead. Scaling the output fixes that without changing the
+# loss (still L1 in metres). Checkpoints saved before this field existed load with LEGACY_POSE_SCALE.
+DEFAULT_POSE_SCALE = (10.0, 5.0, 1.0)
+LEGACY_POSE_SCALE = (1.0, 1.0, 1.0)
+
+
+def _check_pose_scale(owner: str, scale: tuple[float, ...]) -> None:
+    if len(scale) != POSE_DIM or not all(float(s) > 0 for s in scale):
+        raise ValueError(f"{owner}.pose_scale must be {POSE_DIM} positive numbers (x, y, heading), got {scale}")
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,7 @@ class PlannerConfig:
     # The proposal update: upstream decodes absolute poses from every iteration's tokens (False). True adds the
     # decoded value to the previous iteration's (detached) poses instead, DETR-style.
     residual_refinement: bool = False
+    pose_scale: tuple[float, float, float] = DEFAULT_POSE_SCALE  # raw head output x this = (m, m, rad)
     # --- ego status (§2.2) ---
     ego_status_dim: int = EGO_STATUS_DIM
     # --- optimisation (§3, §10) ---
@@ -91,6 +103,7 @@ class PlannerConfig:
             raise ValueError(f"anchor_heights must be non-empty and distinct, got {self.anchor_heights}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        _check_pose_scale("PlannerConfig", self.pose_scale)
 
     @property
     def num_tokens(self) -> int:
@@ -119,6 +132,7 @@ class PerceptionFreeConfig:
     pool: int = 2  # AvgPool2d(2, 2): 16x32 -> 8x16 = 128 image tokens
     ego_status_dim: int = EGO_STATUS_INFORMATIVE.stop - EGO_STATUS_INFORMATIVE.start  # 8
     length_norm_alpha: float = 5.0  # loss weight 1 / (alpha + GT arc length)
+    pose_scale: tuple[float, float, float] = DEFAULT_POSE_SCALE  # x, y in these metres; heading stays tanh * pi
 
     def __post_init__(self) -> None:
         if self.d_model % self.num_heads:
@@ -127,3 +141,4 @@ class PerceptionFreeConfig:
             raise ValueError(f"num_queries must be 1 (one query decodes all poses) or num_poses={self.num_poses}")
         if self.pool <= 0:
             raise ValueError(f"pool must be positive, got {self.pool}")
+        _check_pose_scale("PerceptionFreeConfig", self.pose_scale)

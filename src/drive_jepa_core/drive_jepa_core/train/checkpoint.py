@@ -30,7 +30,12 @@ from safetensors.torch import save_file
 from torch import nn
 
 from drive_jepa_core.checkpoints import CheckpointError, load_state_strict, load_vjepa2_encoder
-from drive_jepa_core.models.planner_config import PerceptionFreeConfig, PlannerConfig, PlannerLossWeights
+from drive_jepa_core.models.planner_config import (
+    LEGACY_POSE_SCALE,
+    PerceptionFreeConfig,
+    PlannerConfig,
+    PlannerLossWeights,
+)
 from drive_jepa_core.models.vit import EncoderConfig, VisionTransformer, encoder_config
 
 PLANNER_FORMAT = "drive_jepa_planner"
@@ -63,6 +68,10 @@ class ModelSpec:
         unknown = sorted(set(data) - names)
         if unknown:
             raise CheckpointError(f"unknown model spec fields {unknown}")
+        data = dict(data)
+        if "planner" in data and "pose_scale" not in data["planner"]:
+            # Saved before the heads had an output scale: their raw output was metres.
+            data["planner"] = {**data["planner"], "pose_scale": list(LEGACY_POSE_SCALE)}
         return cls(**data)
 
     def planner_config(self) -> PlannerConfig | PerceptionFreeConfig:
@@ -82,6 +91,8 @@ def planner_config_from_dict(variant: str, values: dict[str, Any]) -> PlannerCon
         cls = PerceptionFreeConfig
     else:
         raise ValueError(f"unknown planner variant {variant!r}")
+    if "pose_scale" in values:
+        values["pose_scale"] = tuple(float(s) for s in values["pose_scale"])
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:

@@ -187,6 +187,8 @@ class Trainer:
             self.best_score = state.get("best_score")
             if self.batch_in_epoch >= self.steps_per_epoch:
                 self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+        elif self.info.is_main and (self.out / LOG_FILE).exists():
+            (self.out / LOG_FILE).unlink()  # a fresh run into an old directory starts a fresh log; --resume appends
         self._main_loader: DataLoader | None = None
         self._val_store: Any = None  # scoring caches of the validation scenes, kept across epochs
         self.targets = None
