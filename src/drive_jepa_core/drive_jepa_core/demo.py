@@ -1,7 +1,8 @@
 """``drive-jepa demo``: the README's main job — what a newcomer sees first, on the embedded default data.
 
-1. Generate a small test split of the built-in world and score the expert and the constant-velocity baseline with
-   the NAVSIM-faithful scorer (PDMS v1.1, EPDMS v2); draw one scene's bird's-eye view and camera GIF.
+1. Generate a small test split of the built-in world and score the planner, the logged expert and the
+   constant-velocity baseline on it exactly as ``drive-jepa eval`` does (NAVSIM-faithful PDMS v1.1, EPDMS v2 with the
+   human filter, diversity); draw one scene's bird's-eye view and camera GIF.
 2. Record a synthetic rosbag (camera + odometry + command) from the world.
 3. Replay it through the planner (the shipped demo checkpoint, or ``--model``) and through the constant-velocity
    baseline with exactly the runtime the ROS node uses; print headline numbers and where the reports are.
@@ -50,10 +51,10 @@ def _run(args: argparse.Namespace) -> int:
 def run_demo(out: str | Path, num_scenes: int = 40, bag_seconds: float = 20.0, seed: int = 0,
              model: str | Path | None = None, backend: str = "torch", progress: bool = True) -> dict[str, Any]:
     """Run the three demo stages; returns (and writes ``summary.json``) the headline numbers."""
-    from drive_jepa_core.metrics.cli import score_scenes
     from drive_jepa_core.replay.bag_io import write_synthetic_bag
     from drive_jepa_core.replay.replay import replay_bag
     from drive_jepa_core.scene.format import list_scenes, load_scene
+    from drive_jepa_core.train.evaluate import evaluate
     from drive_jepa_core.world.bev import plot_scene_bev
     from drive_jepa_core.world.generate import generate_split
     from drive_jepa_core.world.video import scene_gif
@@ -63,12 +64,20 @@ def run_demo(out: str | Path, num_scenes: int = 40, bag_seconds: float = 20.0, s
     started = time.perf_counter()
     summary: dict[str, Any] = {"out": str(out.resolve())}
 
+    model_path = Path(model) if model is not None else DEMO_MODEL_DIR
     _stage(1, f"generating {num_scenes} test scenes of the built-in world and scoring them")
     scene_dir = out / "scenes_test"
     generate_split("test", num_scenes, scene_dir, seed=seed, workers=1, progress=progress)
     paths = list_scenes(scene_dir)
-    scores = {agent: score_scenes(paths, agent=agent, human_filter=False, progress=progress)["means"]
-              for agent in ("expert", "constant-velocity")}
+    agents: dict[str, dict[str, Any]] = {"expert": {"agent": "human"},
+                                         "constant-velocity": {"agent": "constant-velocity"}}
+    if model_path.exists():
+        agents["planner"] = {"agent": "model", "model": model_path}
+    scores = {}
+    for name, kwargs in agents.items():
+        metrics = evaluate(paths, out / f"eval_{name.replace('-', '_')}", num_plots=4, progress=progress, **kwargs)
+        scores[name] = {key: metrics["summary"].get(key) for key in ("pdms", "epdms", "diversity")}
+        scores[name]["report"] = str(out / f"eval_{name.replace('-', '_')}" / "report.html")
     summary["scenes"] = {"count": len(paths), "scores": scores}
     first = load_scene(paths[0])
     summary["scenes"]["bev_png"] = str(plot_scene_bev(first, out / "scene_bev.png"))
@@ -80,7 +89,6 @@ def run_demo(out: str | Path, num_scenes: int = 40, bag_seconds: float = 20.0, s
     write_synthetic_bag(bag_path, seed=seed, seconds=bag_seconds, storage="mcap")
     summary["bag"] = str(bag_path)
 
-    model_path = Path(model) if model is not None else DEMO_MODEL_DIR
     _stage(3, f"replaying the bag through the planner ({model_path}) and the constant-velocity baseline")
     replays: dict[str, Any] = {}
     if model_path.exists():
@@ -122,10 +130,10 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 def _print_summary(summary: dict[str, Any]) -> None:
     print("\n=== drive-jepa demo ===")
-    print(f"{summary['scenes']['count']} test scenes of the built-in world (NAVSIM-faithful scores, no human filter):")
-    print(f"  {'agent':<20}{'PDMS v1.1':>10}{'EPDMS v2':>10}")
-    for agent, means in summary["scenes"]["scores"].items():
-        print(f"  {agent:<20}{_fmt(means['v1']['pdms']):>10}{_fmt(means['v2']['epdms']):>10}")
+    print(f"{summary['scenes']['count']} test scenes of the built-in world (NAVSIM-faithful open-loop scores):")
+    print(f"  {'agent':<20}{'PDMS v1.1':>10}{'EPDMS v2':>10}{'D':>7}")
+    for agent, row in summary["scenes"]["scores"].items():
+        print(f"  {agent:<20}{_fmt(row['pdms']):>10}{_fmt(row['epdms']):>10}{_fmt(row['diversity'], 2):>7}")
     print(f"  bird's-eye view: {summary['scenes']['bev_png']}  camera: {summary['scenes']['camera_gif']}")
     print(f"synthetic rosbag: {summary['bag']}")
     print(f"  {'replay':<20}{'ADE 2s':>8}{'ADE 4s':>8}{'FDE 4s':>8}{'EC rate':>9}{'D':>7}{'p50 ms':>8}")

@@ -16,9 +16,11 @@ def test_demo_reduced_size(tmp_path, capsys):
     summary = run_demo(tmp_path / "demo", num_scenes=2, bag_seconds=2.5, model=model, backend="torch",
                        progress=False)
     assert summary["scenes"]["count"] == 2
-    expert, baseline = summary["scenes"]["scores"]["expert"], summary["scenes"]["scores"]["constant-velocity"]
-    for means in (expert, baseline):
-        assert 0.0 <= means["v1"]["pdms"] <= 1.0 and 0.0 <= means["v2"]["epdms"] <= 1.0
+    scores = summary["scenes"]["scores"]
+    assert set(scores) == {"expert", "constant-velocity", "planner"}
+    for row in scores.values():
+        assert 0.0 <= row["pdms"] <= 1.0 and 0.0 <= row["epdms"] <= 1.0 and Path(row["report"]).is_file()
+    assert 0.0 <= scores["planner"]["diversity"] <= 1.0 and scores["expert"]["diversity"] is None
     assert set(summary["replay"]) == {"planner", "constant-velocity"}
     for headline in summary["replay"].values():
         assert headline["frames_planned"] > 0
