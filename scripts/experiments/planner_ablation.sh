@@ -6,7 +6,8 @@
 # the shipped demo model.
 #   bash scripts/experiments/planner_ablation.sh TRAIN_DIR VAL_DIR TEST_DIR [OUT_DIR]
 # ARMS="mtd no_mtd" runs a subset (e.g. two invocations side by side on 2 cores); finished arms are skipped, and the
-# table is rebuilt from whatever evaluations exist.
+# table is rebuilt from whatever evaluations exist. SEED=1 (with another OUT_DIR) repeats the arms with another
+# initialization and data order, to see how much of a difference between arms is run-to-run noise.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -15,11 +16,12 @@ source scripts/env.sh
 export OMP_NUM_THREADS=1
 TRAIN="$1"; VAL="$2"; TEST="$3"; OUT="${4:-runs/ablation}"
 EPOCHS="${EPOCHS:-20}"
+SEED="${SEED:-0}"
 PRETRAIN_DATA="${PRETRAIN_DATA:-$TRAIN}"  # any split-train video; no labels are used
 PRETRAIN_STEPS="${PRETRAIN_STEPS:-1200}"
 ARMS="${ARMS:-constant_velocity mtd no_mtd perception_free mtd_pretrained}"
 mkdir -p "$OUT"
-common=(--config tiny --data "$TRAIN" --val "$VAL" --nproc 1 --no-progress --set train.epochs="$EPOCHS")
+common=(--config tiny --data "$TRAIN" --val "$VAL" --nproc 1 --no-progress --set train.epochs="$EPOCHS" --set train.seed="$SEED")
 
 train_arm() {  # ARM [--set …]: train once, then evaluate the best validation checkpoint on the test split
   local arm="$1"; shift

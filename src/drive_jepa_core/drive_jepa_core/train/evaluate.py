@@ -259,10 +259,8 @@ def _plots(out: Path, scenes: Sequence[Scene], plans: Sequence[AgentPlan], rows:
     """BEV plots of the worst and best scenes by EPDMS; returns (scene index, relative PNG path)."""
     if num_plots <= 0:
         return []
-    try:
-        from drive_jepa_core.world.bev import plot_scene_bev
-    except ImportError:  # pragma: no cover - the world package ships with the core
-        plot_scene_bev = _plot_bev_fallback
+    from drive_jepa_core.world.bev import plot_scene_bev
+
     ranked = sorted((i for i, r in enumerate(rows) if r is not None), key=lambda i: rows[i]["epdms"])
     half = num_plots // 2
     chosen = list(dict.fromkeys(ranked[:num_plots - half] + ranked[::-1][:half]))
@@ -278,35 +276,6 @@ def _plots(out: Path, scenes: Sequence[Scene], plans: Sequence[AgentPlan], rows:
         plot_scene_bev(scenes[i], out / rel, trajectories=trajs, scores=scores, title=title)
         done.append((i, rel))
     return done
-
-
-def _plot_bev_fallback(scene: Scene, path: Path, trajectories: np.ndarray | None = None,
-                       scores: np.ndarray | None = None, title: str | None = None) -> Path:
-    """Minimal matplotlib BEV in the t0 ego frame: map polygons, logged future, trajectories."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from drive_jepa_core.geometry import global_to_local
-
-    fig = Figure(figsize=(5, 6))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    for poly in scene.map_polygons:
-        p = global_to_local(np.c_[poly, np.zeros(len(poly))], scene.ego_pose)
-        ax.fill(-p[:, 1], p[:, 0], color="0.85", ec="0.6", lw=0.5)
-    human = scene.future_trajectory()
-    ax.plot(-human[:, 1], human[:, 0], "k--", lw=1, label="human")
-    if trajectories is not None:
-        for k, t in enumerate(trajectories):
-            c = None if scores is None else (float(scores[k]), 0.2, 1.0 - float(scores[k]))
-            ax.plot(-t[:, 1], t[:, 0], "-", lw=1, color=c)
-    ax.set_xlim(-30, 30)
-    ax.set_ylim(-10, 60)
-    ax.set_aspect("equal")
-    if title:
-        ax.set_title(title, fontsize=8)
-    fig.savefig(path, dpi=90)
-    return Path(path)
 
 
 def _fmt(v: Any) -> str:

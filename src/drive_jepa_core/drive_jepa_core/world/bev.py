@@ -161,5 +161,5 @@ def plot_scene_bev(scene: Scene, path: str | Path, trajectories: np.ndarray | No
     fig.suptitle(title or f"{scene.token}  command={scene.command_name}  v={speed:.1f} m/s", fontsize=9)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=dpi)
+    fig.savefig(out, dpi=dpi, bbox_inches="tight")  # tight: keeps the score colorbar's tick labels in the image
     return out
