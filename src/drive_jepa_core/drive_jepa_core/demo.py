@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo", help="end-to-end demo on the built-in world: scenes + scores, synthetic rosbag, replay report",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="output directory (default runs/demo)")
-    parser.add_argument("--scenes", type=int, default=40, help="test scenes to generate and score (default 40)")
+    parser.add_argument("--scenes", type=int, default=100, help="test scenes to generate and score (default 100)")
     parser.add_argument("--bag-seconds", type=float, default=20.0, help="length of the synthetic rosbag (s)")
     parser.add_argument("--seed", type=int, default=0, help="world seed offset of the test split and the bag")
     parser.add_argument("--model", type=Path, default=None,
@@ -48,7 +48,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_demo(out: str | Path, num_scenes: int = 40, bag_seconds: float = 20.0, seed: int = 0,
+def run_demo(out: str | Path, num_scenes: int = 100, bag_seconds: float = 20.0, seed: int = 0,
              model: str | Path | None = None, backend: str = "torch", progress: bool = True) -> dict[str, Any]:
     """Run the three demo stages; returns (and writes ``summary.json``) the headline numbers."""
     from drive_jepa_core.replay.bag_io import write_synthetic_bag
