@@ -5,5 +5,8 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# This checkout's venv and workspace first, also when another checkout's env.sh is active in the calling shell.
+# shellcheck disable=SC1091
+source scripts/env.sh
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
 exec drive-jepa demo "$@"
