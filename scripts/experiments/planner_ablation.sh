@@ -21,11 +21,12 @@ PRETRAIN_DATA="${PRETRAIN_DATA:-$TRAIN}"  # any split-train video; no labels are
 PRETRAIN_STEPS="${PRETRAIN_STEPS:-1200}"
 ARMS="${ARMS:-constant_velocity mtd no_mtd perception_free mtd_pretrained}"
 mkdir -p "$OUT"
-common=(--config tiny --data "$TRAIN" --val "$VAL" --nproc 1 --no-progress --set train.epochs="$EPOCHS" --set train.seed="$SEED")
+common=(--data "$TRAIN" --val "$VAL" --nproc 1 --no-progress --set train.epochs="$EPOCHS" --set train.seed="$SEED")
 
-train_arm() {  # ARM [--set …]: train once, then evaluate the best validation checkpoint on the test split
-  local arm="$1"; shift
-  [ -f "$OUT/$arm/model.safetensors" ] || drive-jepa train "${common[@]}" --out "$OUT/$arm" "$@"
+train_arm() {  # ARM CONFIG [--set …]: train once, then evaluate the best validation checkpoint on the test split
+  local arm="$1"
+  local config="$2"; shift 2
+  [ -f "$OUT/$arm/model.safetensors" ] || drive-jepa train --config "$config" "${common[@]}" --out "$OUT/$arm" "$@"
   [ -f "$OUT/eval_$arm/metrics.json" ] || drive-jepa eval --model "$OUT/$arm" --best --scenes "$TEST" \
     --out "$OUT/eval_$arm" --no-progress
 }
@@ -35,15 +36,13 @@ for arm in $ARMS; do
     constant_velocity)
       [ -f "$OUT/eval_$arm/metrics.json" ] || drive-jepa eval --agent constant-velocity --scenes "$TEST" \
         --out "$OUT/eval_$arm" --no-progress ;;
-    mtd) train_arm mtd ;;
-    no_mtd) train_arm no_mtd --set model.mtd=false ;;
-    perception_free)  # tiny widths; the proposal-only planner keys do not apply
-      train_arm perception_free --set model.variant=perception_free --set model.mtd=false \
-        --set "model.planner={d_model: 64, d_ffn: 128, num_heads: 4, head_hidden: 128}" ;;
+    mtd) train_arm mtd tiny ;;
+    no_mtd) train_arm no_mtd tiny --set model.mtd=false ;;
+    perception_free) train_arm perception_free perception_free_tiny ;;
     mtd_pretrained)
       [ -f "$OUT/pretrain/target_encoder.safetensors" ] || drive-jepa pretrain \
         --data "$PRETRAIN_DATA" --out "$OUT/pretrain" --steps "$PRETRAIN_STEPS" --no-progress
-      train_arm mtd_pretrained --set model.encoder_checkpoint="$OUT/pretrain" ;;
+      train_arm mtd_pretrained tiny --set model.encoder_checkpoint="$OUT/pretrain" ;;
     *) echo "unknown arm $arm" >&2; exit 2 ;;
   esac
 done

@@ -107,6 +107,23 @@ def test_config_errors(tmp_path):
     assert load_train_config("vitl").model.encoder_size == "large"
 
 
+def test_config_base_inheritance(tmp_path):
+    """`base:` starts from another config; a section's keys replace the base's values whole."""
+    tiny = load_train_config("tiny")
+    free = load_train_config("perception_free_tiny")
+    assert free.model.variant == "perception_free" and free.model.mtd is False
+    assert free.model.planner == {"d_model": 64, "d_ffn": 128, "num_heads": 4, "head_hidden": 128}  # replaced whole
+    assert free.optim == tiny.optim and free.data == tiny.data and free.train == tiny.train
+    assert free.model.encoder_overrides == tiny.model.encoder_overrides  # keys not given come from the base
+    (tmp_path / "child.yaml").write_text("base: tiny\ntrain:\n  epochs: 3\n")
+    child = load_train_config(tmp_path / "child.yaml", ["train.seed=5"])
+    assert (child.train.epochs, child.train.seed, child.train.batch_size) == (3, 5, tiny.train.batch_size)
+    (tmp_path / "loop_a.yaml").write_text("base: loop_b.yaml\n")
+    (tmp_path / "loop_b.yaml").write_text("base: loop_a.yaml\n")
+    with pytest.raises(ValueError, match="circular"):
+        load_train_config(tmp_path / "loop_a.yaml")
+
+
 def test_cli_train_with_validation(scenes, tmp_path, capsys):
     run = tmp_path / "cli"
     args = ["train", "--config", "tiny", "--data", str(scenes), "--out", str(run), "--val", str(scenes),

@@ -163,15 +163,38 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     return data
 
 
+def read_config_mapping(name: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The raw mapping of a training YAML. A top-level ``base: NAME`` (packaged name, or a path relative to the file)
+    starts from that config: each key given in a section replaces the base's value for that key, whole (so
+    ``model.planner`` is replaced, not merged)."""
+    path = resolve_config_path(name)
+    if path.resolve() in _seen:
+        raise ValueError(f"{path}: circular 'base' chain {[str(p) for p in _seen]}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: a training config must be a mapping")
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    relative = path.parent / str(base)
+    merged = read_config_mapping(relative if relative.exists() else base, (*_seen, path.resolve()))
+    for section, values in raw.items():
+        if isinstance(values, dict) and isinstance(merged.get(section), dict):
+            merged[section] = {**merged[section], **values}
+        else:
+            merged[section] = values
+    return merged
+
+
 def load_train_config(name: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
-    """Read a training YAML (path or packaged name) and apply ``SECTION.KEY=VALUE`` overrides."""
+    """Read a training YAML (path or packaged name, see :func:`read_config_mapping`) and apply
+    ``SECTION.KEY=VALUE`` overrides."""
     path = resolve_config_path(name)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-        return TrainConfig.from_dict(apply_overrides(raw, overrides))
+        return TrainConfig.from_dict(apply_overrides(read_config_mapping(path), overrides))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: {exc}") from exc
 
 
 __all__ = ["DataSection", "MODEL_VARIANTS", "ModelSection", "OptimSection", "TrainConfig", "TrainSection",
-           "apply_overrides", "load_train_config", "resolve_config_path"]
+           "apply_overrides", "load_train_config", "read_config_mapping", "resolve_config_path"]
