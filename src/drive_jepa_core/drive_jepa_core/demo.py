@@ -38,12 +38,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "tensorrt"),
                         help="runtime backend for the replay (default torch; onnxruntime/tensorrt cache their "
                              "export next to the checkpoint)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars (stage lines and the summary only), e.g. for CI logs")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     summary = run_demo(args.out, num_scenes=args.scenes, bag_seconds=args.bag_seconds, seed=args.seed,
-                       model=args.model, backend=args.backend)
+                       model=args.model, backend=args.backend, progress=not args.no_progress)
     _print_summary(summary)
     return 0
 

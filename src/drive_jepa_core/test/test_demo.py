@@ -34,4 +34,5 @@ def test_demo_is_a_documented_command(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["demo", "--help"])
     assert exc.value.code == 0
-    assert "synthetic rosbag" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "synthetic rosbag" in out and "--no-progress" in out
