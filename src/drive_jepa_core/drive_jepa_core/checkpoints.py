@@ -77,35 +77,13 @@ def load_vjepa2_encoder(path: str | Path, key: str = "target_encoder",
     Returns:
         The encoder in eval mode, on CPU, float32.
     """
-    path = _run_dir_member(Path(path), key)
-    tensors, metadata = _read_weights(path)
-    if metadata.get("format") == OURS_FORMAT:
-        return _load_ours(path, tensors, metadata, "encoder")  # type: ignore[return-value]
-    if _is_state_dict(tensors):
-        state = _hf_encoder_state(tensors) if _looks_hf(tensors) else _strip_prefixes(tensors)
-    else:
-        state = _strip_prefixes(_select_key(path, tensors, key))
-    config = infer_encoder_config(state, num_heads)
-    model = VisionTransformer(config)
-    load_state_strict(model, state, ignore=_IGNORED_ENCODER_KEYS, source=str(path))
-    return model.eval()
+    return _load_vjepa2_module(path, key, "encoder", num_heads)  # type: ignore[return-value]
 
 
 def load_vjepa2_predictor(path: str | Path, key: str = "predictor", num_heads: int | None = None) -> Predictor:
     """Build and strictly load a V-JEPA predictor from an official checkpoint (key ``predictor``), an HF
     ``VJEPA2Model`` safetensors file, or a file written by :func:`save_predictor`."""
-    path = _run_dir_member(Path(path), key)
-    tensors, metadata = _read_weights(path)
-    if metadata.get("format") == OURS_FORMAT:
-        return _load_ours(path, tensors, metadata, "predictor")  # type: ignore[return-value]
-    if _is_state_dict(tensors):
-        state = _hf_predictor_state(tensors) if _looks_hf(tensors) else _strip_prefixes(tensors)
-    else:
-        state = _strip_prefixes(_select_key(path, tensors, key))
-    config = infer_predictor_config(state, num_heads)
-    model = Predictor(config)
-    load_state_strict(model, state, ignore=_IGNORED_PREDICTOR_KEYS, source=str(path))
-    return model.eval()
+    return _load_vjepa2_module(path, key, "predictor", num_heads)  # type: ignore[return-value]
 
 
 def checkpoint_has_key(path: str | Path, key: str) -> bool:
@@ -399,6 +377,24 @@ def _save_ours(model: nn.Module, path: str | Path, kind: str, config: dict[str, 
     tmp.replace(path)
     path.with_suffix(".json").write_text(json.dumps({**header, "config": config}, indent=2, sort_keys=True) + "\n")
     return path
+
+
+def _load_vjepa2_module(path: str | Path, key: str, kind: str, num_heads: int | None) -> nn.Module:
+    """The body of :func:`load_vjepa2_encoder` / :func:`load_vjepa2_predictor`; ``kind`` is encoder | predictor."""
+    path = _run_dir_member(Path(path), key)
+    tensors, metadata = _read_weights(path)
+    if metadata.get("format") == OURS_FORMAT:
+        return _load_ours(path, tensors, metadata, kind)
+    hf_state, infer_config, module_cls, ignored = (
+        (_hf_encoder_state, infer_encoder_config, VisionTransformer, _IGNORED_ENCODER_KEYS) if kind == "encoder"
+        else (_hf_predictor_state, infer_predictor_config, Predictor, _IGNORED_PREDICTOR_KEYS))
+    if _is_state_dict(tensors):
+        state = hf_state(tensors) if _looks_hf(tensors) else _strip_prefixes(tensors)
+    else:
+        state = _strip_prefixes(_select_key(path, tensors, key))
+    model = module_cls(infer_config(state, num_heads))
+    load_state_strict(model, state, ignore=ignored, source=str(path))
+    return model.eval()
 
 
 def _load_ours(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str], kind: str) -> nn.Module:
