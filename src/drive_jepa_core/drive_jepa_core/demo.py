@@ -77,9 +77,10 @@ def run_demo(out: str | Path, num_scenes: int = 100, bag_seconds: float = 20.0, 
         agents["planner"] = {"agent": "model", "model": model_path}
     scores = {}
     for name, kwargs in agents.items():
-        metrics = evaluate(paths, out / f"eval_{name.replace('-', '_')}", num_plots=4, progress=progress, **kwargs)
+        eval_dir = out / f"eval_{name.replace('-', '_')}"
+        metrics = evaluate(paths, eval_dir, num_plots=4, progress=progress, **kwargs)
         scores[name] = {key: metrics["summary"].get(key) for key in ("pdms", "epdms", "diversity")}
-        scores[name]["report"] = str(out / f"eval_{name.replace('-', '_')}" / "report.html")
+        scores[name]["report"] = str(eval_dir / "report.html")
     summary["scenes"] = {"count": len(paths), "scores": scores}
     first = load_scene(paths[0])
     summary["scenes"]["bev_png"] = str(plot_scene_bev(first, out / "scene_bev.png"))

@@ -47,7 +47,7 @@ class TrajectoryHead(nn.Module):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         # Metric poses in fp32 even under mixed precision: bf16 resolves only 0.25 m at 50 m.
         with torch.autocast(device_type=tokens.device.type, enabled=False):
-            poses = self.mlp(tokens.to(self.mlp.layers[0].weight.dtype)) * self.pose_scale.to(tokens.device)
+            poses = self.mlp(tokens.to(self.mlp.layers[0].weight.dtype)) * self.pose_scale
         return poses.reshape(tokens.shape[0], self.num_proposals, self.num_poses, POSE_DIM)
 
 
